@@ -1,0 +1,52 @@
+"""The replay buffer of persistent chains: one tensor on the model's device.
+
+Each training batch starts its chains from images drawn uniformly from the buffer; a
+fraction `restart_prob` of them restart from fresh U(-1, 1) noise instead. After
+sampling, the chains' end states are written back FIFO (a ring), as in the UvA
+tutorial, where new samples push out the oldest.
+"""
+import torch
+
+
+def uniform_noise(n, shape, device, generator=None):
+    return torch.rand((n, *shape), device=device, generator=generator) * 2 - 1
+
+
+class ReplayBuffer:
+    def __init__(self, capacity, restart_prob, initial_fill, shape=(1, 28, 28), device="cpu"):
+        if initial_fill > capacity:
+            raise ValueError(f"buffer initial_fill {initial_fill} exceeds its capacity {capacity}")
+        self.capacity, self.restart_prob, self.shape = capacity, restart_prob, tuple(shape)
+        self.images = torch.empty((capacity, *shape), device=device)
+        self.images[:initial_fill] = uniform_noise(initial_fill, shape, device)
+        self.size = initial_fill      # how many slots hold images
+        self.head = initial_fill % capacity   # the next slot to overwrite
+
+    @property
+    def device(self):
+        return self.images.device
+
+    def sample(self, n):
+        """n chain starts: buffer images, each restarted from noise with prob restart_prob."""
+        picks = torch.randint(0, self.size, (n,), device=self.device)
+        starts = self.images[picks]
+        restart = torch.rand(n, device=self.device) < self.restart_prob
+        fresh = uniform_noise(n, self.shape, self.device)
+        return torch.where(restart.view(-1, 1, 1, 1), fresh, starts)
+
+    def push(self, samples):
+        """Write samples into the ring, overwriting the oldest once full."""
+        n = min(len(samples), self.capacity)
+        slots = (self.head + torch.arange(n, device=self.device)) % self.capacity
+        self.images[slots] = samples[-n:].detach()
+        self.head = int((self.head + n) % self.capacity)
+        self.size = min(self.size + n, self.capacity)
+
+    def state_dict(self):
+        return {"images": self.images[: self.size].clone() if self.size < self.capacity else self.images.clone(),
+                "size": self.size, "head": self.head}
+
+    def load_state_dict(self, state):
+        size = state["size"]
+        self.images[:size] = state["images"][:size].to(self.device)
+        self.size, self.head = size, state["head"]

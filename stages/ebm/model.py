@@ -1,0 +1,37 @@
+"""The energy network: a small CNN, E(x) -> one energy per image, low on real digits.
+
+The architecture of the UvA deep-learning tutorial 8 (Lippe): four strided convolutions
+and two linear layers with Swish, ~77k parameters at width 32. The tutorial's network
+outputs a score (high on data); here it outputs the energy E = -score, the sign the
+seed's loss uses.
+"""
+import torch
+from torch import nn
+
+
+class EnergyNet(nn.Module):
+    def __init__(self, width=32):
+        super().__init__()
+        c = width
+        self.body = nn.Sequential(
+            nn.Conv2d(1, c // 2, kernel_size=5, stride=2, padding=4),  # 28 -> 16
+            nn.SiLU(),                                                   # SiLU is Swish
+            nn.Conv2d(c // 2, c, kernel_size=3, stride=2, padding=1),   # 16 -> 8
+            nn.SiLU(),
+            nn.Conv2d(c, 2 * c, kernel_size=3, stride=2, padding=1),    # 8 -> 4
+            nn.SiLU(),
+            nn.Conv2d(2 * c, 2 * c, kernel_size=3, stride=2, padding=1),  # 4 -> 2
+            nn.SiLU(),
+            nn.Flatten(),
+            nn.Linear(2 * c * 4, 2 * c),
+            nn.SiLU(),
+            nn.Linear(2 * c, 1),
+        )
+
+    def forward(self, x):
+        """x: (N, 1, 28, 28) in [-1, 1] -> energies (N,)."""
+        return self.body(x).squeeze(-1)
+
+
+def count_parameters(model):
+    return sum(p.numel() for p in model.parameters())

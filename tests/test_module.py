@@ -1,0 +1,103 @@
+"""Unit tests of the shared module: model, sampler, replay buffer, objective."""
+import math
+
+import pytest
+import torch
+
+from ebm.buffer import ReplayBuffer
+from ebm.model import EnergyNet, count_parameters
+from ebm.objective import contrastive_loss
+from ebm.sampler import langevin
+
+
+class QuadraticEnergy(torch.nn.Module):
+    """E(x) = |x - 0.3|^2 per image: a fixed toy energy with its minimum inside [-1, 1]."""
+
+    def forward(self, x):
+        return (x - 0.3).pow(2).flatten(1).sum(1)
+
+
+def test_energy_net_shape_and_size():
+    model = EnergyNet(width=32)
+    assert 70_000 < count_parameters(model) < 80_000   # the tutorial's ~77k
+    assert model(torch.zeros(5, 1, 28, 28)).shape == (5,)
+    assert count_parameters(EnergyNet(width=16)) < count_parameters(model)
+
+
+def test_langevin_lowers_energy_and_stays_in_range():
+    torch.manual_seed(0)
+    energy = QuadraticEnergy()
+    x0 = torch.rand(16, 1, 28, 28) * 2 - 1
+    x = langevin(energy, x0, steps=30, step_size=0.1, noise_std=0.01, grad_clamp=0.5)
+    assert energy(x).mean() < 0.1 * energy(x0).mean()
+    assert x.min() >= -1 and x.max() <= 1
+    assert not x.requires_grad
+
+
+def test_langevin_leaves_model_parameters_untouched():
+    torch.manual_seed(0)
+    model = EnergyNet(width=8)
+    before = [p.detach().clone() for p in model.parameters()]
+    langevin(model, torch.rand(4, 1, 28, 28) * 2 - 1, steps=3, step_size=10, noise_std=0.005, grad_clamp=0.03)
+    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
+
+
+def test_no_grad_bug_raises_the_seeds_runtime_error():
+    with pytest.raises(RuntimeError, match="element 0 of tensors does not require grad and does not have a grad_fn"):
+        langevin(EnergyNet(width=8), torch.zeros(2, 1, 28, 28), steps=2, step_size=10, noise_std=0.005,
+                 grad_clamp=0.03, no_grad_bug=True)
+
+
+def test_buffer_restart_fraction_matches_probability():
+    torch.manual_seed(0)
+    buffer = ReplayBuffer(capacity=100, restart_prob=0.3, initial_fill=100)
+    buffer.images.fill_(5.0)            # out of U(-1, 1)'s range: a restarted chain is easy to spot
+    n, trials = 1000, 20
+    restarted = sum((buffer.sample(n).flatten(1).abs().max(1).values <= 1).sum().item() for _ in range(trials))
+    expected, sd = 0.3 * n * trials, math.sqrt(0.3 * 0.7 * n * trials)
+    assert abs(restarted - expected) < 5 * sd
+
+
+def test_buffer_capacity_holds_and_is_fifo():
+    buffer = ReplayBuffer(capacity=10, restart_prob=0.0, initial_fill=4)
+    for value in range(1, 5):
+        buffer.push(torch.full((4, 1, 28, 28), float(value)))
+    assert buffer.images.shape[0] == 10 and buffer.size == 10
+    kept = sorted(buffer.images[:, 0, 0, 0].tolist())
+    assert kept == [2.0] * 2 + [3.0] * 4 + [4.0] * 4     # the oldest were overwritten first
+    assert buffer.sample(7).shape == (7, 1, 28, 28)
+
+
+def test_buffer_state_round_trip():
+    buffer = ReplayBuffer(capacity=10, restart_prob=0.1, initial_fill=3)
+    buffer.push(torch.ones(2, 1, 28, 28))
+    other = ReplayBuffer(capacity=10, restart_prob=0.1, initial_fill=1)
+    other.load_state_dict(buffer.state_dict())
+    assert (other.size, other.head) == (5, 5)
+    assert torch.equal(other.images[:5], buffer.images[:5])
+
+
+def test_loss_trivial_minimum_arithmetic():
+    """At E_pos = -1/(2 alpha), E_neg = +1/(2 alpha) the loss is -1/(2 alpha): -1 at 0.5, -5 at 0.1."""
+
+    class Constant(torch.nn.Module):
+        def __init__(self, value):
+            super().__init__()
+            self.value = value
+
+        def forward(self, x):
+            return torch.where(x.flatten(1).mean(1) > 0, -self.value, self.value) + 0 * x.sum()
+
+    for alpha in (0.5, 0.1):
+        c = 1 / (2 * alpha)
+        loss, terms = contrastive_loss(Constant(c), torch.ones(4, 1, 28, 28), -torch.ones(4, 1, 28, 28), alpha, 0.0)
+        assert terms["e_pos"] == pytest.approx(-c) and terms["e_neg"] == pytest.approx(c)
+        assert loss.item() == pytest.approx(-c)
+
+
+def test_r1_penalty_is_the_squared_input_gradient():
+    energy = QuadraticEnergy()                          # dE/dx = 2 (x - 0.3)
+    x_pos = torch.full((3, 1, 28, 28), 0.5)
+    _, terms = contrastive_loss(energy, x_pos, torch.zeros(3, 1, 28, 28), alpha=0.0, r1_weight=2.0)
+    assert terms["r1"] == pytest.approx(2.0 * 784 * (2 * 0.2) ** 2, rel=1e-5)
