@@ -1,10 +1,11 @@
 """Train one experiment of the journey: an EBM with Langevin CD and a replay buffer.
 
     python stages/train.py final_training        # what `dvc repro train@final_training` runs
+    torchrun --nproc_per_node 4 stages/train.py final_training   # data-parallel, 4 GPUs
 
 Reads `train` and `experiments.<name>` from params.yaml; writes metrics/train/<name>.json,
 plots/train/<name>.csv (curves), plots/samples/<name>/samples_epoch_NNN.png and the
-checkpoint checkpoints/<name>/checkpoint.pt, which a rerun after a crash resumes from.
+checkpoint checkpoints/<name>/checkpoint.pt, from which a rerun after a crash resumes.
 """
 import math
 import sys
@@ -15,6 +16,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from ebm import distributed
 from ebm.buffer import ReplayBuffer
 from ebm.data import content_hash, load_digits, to_unit_range
 from ebm.images import save_grid, to_uint8
@@ -35,71 +37,83 @@ class Diverged(Exception):
 
 
 class Experiment:
-    """Model, optimiser, schedule, buffer and history of one run; saved whole in the checkpoint."""
+    """Model, optimiser, schedule, buffer and history of one run; all of it goes in the checkpoint."""
 
-    def __init__(self, name, cfg, device, data_hash):
+    def __init__(self, name, cfg, device, data_hash, rank=0, world=1):
         self.name, self.cfg, self.device, self.data_hash = name, cfg, device, data_hash
-        seed_everything(cfg["seed"])
-        self.model = EnergyNet(cfg["model"]["width"]).to(device)
+        self.rank, self.world = rank, world
+        seed_everything(cfg["seed"] + rank)   # each rank its own noise; DDP copies rank 0's weights
+        self.net = EnergyNet(cfg["model"]["width"]).to(device)
+        self.model = distributed.wrap(self.net, world, device)   # the loss goes through DDP
         opt = cfg["optim"]
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=opt["lr"], betas=(opt["beta1"], opt["beta2"]))
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=opt["lr"], betas=(opt["beta1"], opt["beta2"]))
         self.schedule = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=1, gamma=opt["lr_decay"])
         buf = cfg["buffer"]
-        self.buffer = ReplayBuffer(buf["capacity"], buf["restart_prob"], min(buf["initial_fill"], buf["capacity"]),
-                                   device=device)
+        capacity = max(1, buf["capacity"] // world)                # each rank holds one shard
+        self.buffer = ReplayBuffer(capacity, buf["restart_prob"], min(buf["initial_fill"], capacity), device=device)
         self.epoch, self.history, self.grids, self.wall_time_s, self.sampling_s = 0, [], {}, 0.0, 0.0
 
+    # ---- checkpoint: rank 0 holds everything; other ranks add their buffer and RNG ----
     def checkpoint(self):
-        return {"config": self.cfg, "data_hash": self.data_hash, "epoch": self.epoch,
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "schedule": self.schedule.state_dict(), "buffer": self.buffer.state_dict(),
-                "rng": rng_state(), "history": self.history, "grids": self.grids,
+        shard = {"epoch": self.epoch, "buffer": self.buffer.state_dict(), "rng": rng_state()}
+        if self.rank:
+            return shard
+        return {**shard, "config": self.cfg, "data_hash": self.data_hash, "world": self.world,
+                "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(), "history": self.history, "grids": self.grids,
                 "wall_time_s": self.wall_time_s, "sampling_s": self.sampling_s}
 
-    def resume(self, path):
-        """Continue from a checkpoint of this same config and data; else start afresh."""
-        if not path.exists():
+    def resume(self, folder):
+        """Continue from a checkpoint of this same config, data and world size; else start afresh."""
+        main, shard = folder / "checkpoint.pt", folder / f"checkpoint_rank{self.rank}.pt"
+        if not main.exists():
             return False
-        ckpt = torch.load(path, map_location=self.device, weights_only=False)
-        if ckpt.get("config") != self.cfg or ckpt.get("data_hash") != self.data_hash:
-            print(f"train: {path} was made with other params or data; starting afresh", file=sys.stderr)
+        ckpt = torch.load(main, map_location=self.device, weights_only=False)
+        own = ckpt if self.rank == 0 else (torch.load(shard, map_location=self.device, weights_only=False)
+                                           if shard.exists() else {})
+        same = (ckpt.get("config") == self.cfg and ckpt.get("data_hash") == self.data_hash
+                and ckpt.get("world", 1) == self.world and own.get("epoch") == ckpt.get("epoch"))
+        if not same:
+            print(f"train: {main} was made with other params, data or world size; starting afresh", file=sys.stderr)
             return False
-        self.model.load_state_dict(ckpt["model"])
+        self.net.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.schedule.load_state_dict(ckpt["schedule"])
-        self.buffer.load_state_dict(ckpt["buffer"])
-        set_rng_state(ckpt["rng"])
+        self.buffer.load_state_dict(own["buffer"])
+        set_rng_state(own["rng"])
         self.epoch, self.history, self.grids = ckpt["epoch"], ckpt["history"], ckpt["grids"]
         self.wall_time_s, self.sampling_s = ckpt["wall_time_s"], ckpt["sampling_s"]
-        print(f"train: resuming {self.name} from {path} at epoch {self.epoch}", file=sys.stderr)
+        print(f"train: resuming {self.name} from {main} at epoch {self.epoch}", file=sys.stderr)
         return True
 
+    # ---- one iteration and one epoch -------------------------------------------------
     def train_step(self, x_pos):
         cfg, s = self.cfg, self.cfg["sampler"]
         x_pos = (x_pos + cfg["loss"]["data_noise_std"] * torch.randn_like(x_pos)).clamp(-1, 1)
         started = time.perf_counter()
-        x_neg = langevin(self.model, self.buffer.sample(len(x_pos)), s["steps"], s["step_size"],
+        x_neg = langevin(self.net, self.buffer.sample(len(x_pos)), s["steps"], s["step_size"],
                          s["noise_std"], s["grad_clamp"], s["no_grad_bug"])
         self.sampling_s += time.perf_counter() - started
         self.buffer.push(x_neg)
         loss, terms = contrastive_loss(self.model, x_pos, x_neg, cfg["loss"]["alpha"], cfg["loss"]["r1_weight"])
+        terms = distributed.average_terms(terms, self.world, self.device)
         if not all(math.isfinite(v) for v in terms.values()):
             raise Diverged(f"non-finite loss or energy: {terms}")
         if terms["e_max_abs"] > cfg["max_abs_energy"]:
             raise Diverged(f"|energy| {terms['e_max_abs']:.3g} beyond max_abs_energy {cfg['max_abs_energy']}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg["optim"]["grad_clip"])
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg["optim"]["grad_clip"])
         self.optimizer.step()
         terms.update(grad_norm=grad_norm.item(), lr=self.optimizer.param_groups[0]["lr"])
         return x_neg, terms
 
     def run_epoch(self, images, progress):
-        cfg = self.cfg
+        cfg, batch = self.cfg, self.cfg["batch_size"]
+        # The same order on every rank (its own generator, seeded per epoch: a resume needs no loader state).
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(cfg["seed"] * 100_003 + self.epoch))
-        batches = len(images) // cfg["batch_size"]
-        for b in range(batches):
-            idx = order[b * cfg["batch_size"]:(b + 1) * cfg["batch_size"]]
+        for b in range(len(images) // batch):
+            idx = order[b * batch:(b + 1) * batch][self.rank::self.world]
             x_neg, terms = self.train_step(images[idx].to(self.device))
             self.history.append({"step": len(self.history) + 1, "epoch": self.epoch + 1, **terms})
             progress.update(1)
@@ -109,6 +123,8 @@ class Experiment:
         if self.epoch in cfg["sample_epochs"] or self.epoch == cfg["epochs"]:
             self.grids[self.epoch] = to_uint8(x_neg[: cfg["grid_size"]])
 
+
+# ---- outputs ---------------------------------------------------------------------------
 
 def curves(history, every):
     """Per-iteration history -> window means every `every` iterations (the plotted curve)."""
@@ -142,35 +158,40 @@ def write_outputs(exp, paths, status, error=None):
                "epochs_done": exp.epoch, "iterations": len(exp.history), **summary(exp.history),
                "wall_time_s": round(exp.wall_time_s, 2),
                "langevin_img_steps_per_s": round(steps / exp.sampling_s, 1) if exp.sampling_s else None,
-               "device": str(exp.device)}
+               "device": str(exp.device), "world_size": exp.world}
     write_json(paths["metrics"], metrics)
     return metrics
 
 
 def train(name, params):
     cfg = experiment_config(params, name)
-    device = pick_device(params["device"])
+    rank, world, device = distributed.init(params["device"], pick_device)
+    if cfg["batch_size"] % world:
+        raise SystemExit(f"error: batch_size {cfg['batch_size']} does not split over {world} processes")
     digits = load_digits()
     images = to_unit_range(digits["x_train"])
     if cfg["train_subset"]:
         images = images[: cfg["train_subset"]]
-    paths = {"checkpoint": Path("checkpoints") / name / "checkpoint.pt", "samples": Path("plots/samples") / name,
+    paths = {"checkpoints": Path("checkpoints") / name, "samples": Path("plots/samples") / name,
              "curve": Path("plots/train") / f"{name}.csv", "metrics": Path("metrics/train") / f"{name}.json"}
-    paths["samples"].mkdir(parents=True, exist_ok=True)
-    paths["checkpoint"].parent.mkdir(parents=True, exist_ok=True)
+    for folder in (paths["samples"], paths["checkpoints"]):
+        folder.mkdir(parents=True, exist_ok=True)   # DVC wants every declared output, even after an error
 
-    exp = Experiment(name, cfg, device, content_hash(digits))
-    exp.resume(paths["checkpoint"])
+    exp = Experiment(name, cfg, device, content_hash(digits), rank, world)
+    exp.resume(paths["checkpoints"])
+    own_checkpoint = paths["checkpoints"] / ("checkpoint.pt" if rank == 0 else f"checkpoint_rank{rank}.pt")
     total = (len(images) // cfg["batch_size"]) * cfg["epochs"]
     status, error = "ok", None
-    with tqdm(total=total, initial=len(exp.history), desc=name, mininterval=2.0, file=sys.stderr) as progress:
+    with tqdm(total=total, initial=len(exp.history), desc=name, mininterval=2.0, file=sys.stderr,
+              disable=rank != 0) as progress:
         try:
             while exp.epoch < cfg["epochs"]:
                 started = time.perf_counter()
                 exp.run_epoch(images, progress)
                 exp.wall_time_s += time.perf_counter() - started
-                save_torch(paths["checkpoint"], exp.checkpoint())
-                write_outputs(exp, paths, "running")
+                save_torch(own_checkpoint, exp.checkpoint())
+                if rank == 0:
+                    write_outputs(exp, paths, "running")
         except Diverged as err:
             status, error = "diverged", f"epoch {exp.epoch + 1}: {err}"
             print(f"train: {name} diverged ({error}); the last good checkpoint is kept", file=sys.stderr)
@@ -182,7 +203,10 @@ def train(name, params):
     if cfg["expected_error"] and status != "expected_error":
         raise RuntimeError(f"experiment {name} declares expected_error {cfg['expected_error']!r}, "
                            f"but training ended with status {status!r}")
-    return write_outputs(exp, paths, status, error)
+    metrics = write_outputs(exp, paths, status, error) if rank == 0 else None
+    distributed.barrier(world)
+    distributed.finish(world)
+    return metrics
 
 
 def main(argv=None):
@@ -191,7 +215,8 @@ def main(argv=None):
         raise SystemExit("usage: python stages/train.py <experiment>")
     params = load_params(sections=["train", "experiments"])
     metrics = train(argv[0], params)
-    print({k: metrics[k] for k in ("experiment", "status", "epochs_done", "wall_time_s") if k in metrics})
+    if metrics:
+        print({k: metrics[k] for k in ("experiment", "status", "epochs_done", "wall_time_s")})
 
 
 if __name__ == "__main__":

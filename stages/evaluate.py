@@ -1,0 +1,140 @@
+"""Score one experiment's model with the judge: fresh chains and its replay buffer.
+
+    python stages/evaluate.py final_training     # what `dvc repro evaluate@final_training` runs
+
+The protocol, the same for all five experiments (params.yaml `evaluate`, N = num_samples):
+  fresh   N chains start from U(-1, 1) and run `fresh_steps` Langevin steps with the
+          experiment's own sampler (step_size, noise_std, grad_clamp from its checkpoint),
+          `batch_size` chains at a time: what the energy function itself has learnt.
+  buffer  N images of the checkpoint's replay buffer, drawn without replacement (with
+          replacement only when it holds fewer): what training's persistent chains hold.
+Both are scored by `ebm.quality.sample_quality` against the test split, beside the floor (N
+train digits) and the ceiling (N noise images). Every random number comes from
+evaluate.seed (starts and picks from seeded generators, the Langevin noise from the seeded
+global RNG), so a rerun on the same machine repeats the numbers.
+
+Writes metrics/eval/<name>.json, plots/eval/<name>_classes.csv (share of samples per
+predicted class) and 8x8 grids plots/eval/<name>/{fresh,buffer}.png. An experiment
+without a checkpoint (initial_attempt's expected error, a run that diverged before its
+first epoch) gets status "no_model", null metrics and placeholder plots.
+"""
+import json
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from PIL import Image, ImageDraw
+
+from ebm.data import load_digits, to_unit_range
+from ebm.images import save_grid, to_uint8
+from ebm.io import atomic_path, write_csv, write_json
+from ebm.judge import load_judge
+from ebm.model import EnergyNet
+from ebm.params import EXPERIMENTS, load_params
+from ebm.quality import references, sample_quality
+from ebm.runtime import pick_device, seed_everything
+from ebm.sampler import langevin
+from ebm.stage import run_stage
+
+GRID = 64
+QUALITY_KEYS = ("fld", "fld_floor", "fld_ceiling", "class_entropy", "confidence", "recognisable", "modes_covered")
+
+
+def fresh_samples(model, sampler, n, steps, batch_size, seed, device):
+    """n chains from U(-1, 1) (seeded), `steps` Langevin steps each, in batches; on the CPU."""
+    starts = torch.Generator().manual_seed(seed)
+    seed_everything(seed)                       # the Langevin noise comes from the global RNG
+    out = []
+    for begin in range(0, n, batch_size):
+        x0 = (torch.rand((min(batch_size, n - begin), 1, 28, 28), generator=starts) * 2 - 1).to(device)
+        out.append(langevin(model, x0, steps, sampler["step_size"], sampler["noise_std"], sampler["grad_clamp"]).cpu())
+    return torch.cat(out)
+
+
+def buffer_samples(buffer_state, n, seed):
+    """n images of the replay buffer (seeded), without replacement when it holds at least n."""
+    images = buffer_state["images"][: buffer_state["size"]].cpu()
+    generator = torch.Generator().manual_seed(seed)
+    if len(images) >= n:
+        return images[torch.randperm(len(images), generator=generator)[:n]], False
+    return images[torch.randint(0, len(images), (n,), generator=generator)], True
+
+
+def load_model(name, device):
+    path = Path("checkpoints") / name / "checkpoint.pt"
+    if not path.is_file():
+        return None
+    ckpt = torch.load(path, map_location=device, weights_only=False)
+    model = EnergyNet(ckpt["config"]["model"]["width"]).to(device)
+    model.load_state_dict(ckpt["model"])
+    return ckpt, model.eval().requires_grad_(False)   # gradients w.r.t. the inputs only
+
+
+def score(judge, samples, refs):
+    quality = sample_quality(judge, samples, refs)
+    counts = quality.pop("class_counts")
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in quality.items()}, \
+        [c / max(sum(counts), 1) for c in counts]
+
+
+def placeholder(path, text):
+    """A grey grid-sized PNG saying why there are no samples."""
+    image = Image.new("L", (242, 242), 128)
+    ImageDraw.Draw(image).text((10, 112), text, fill=255)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+
+
+def evaluate(name, params):
+    cfg, device = params["evaluate"], pick_device(params["device"])
+    started = time.perf_counter()
+    train_record = Path("metrics/train") / f"{name}.json"
+    train_status = json.loads(train_record.read_text()).get("status") if train_record.is_file() else None
+    loaded = load_model(name, device)
+    n, grids = cfg["num_samples"], Path("plots/eval") / name
+    metrics = {"experiment": name, "status": "no_model", "train_status": train_status, "num_samples": n,
+               "fresh_steps": cfg["fresh_steps"], "seed": cfg["seed"]}
+    shares = {"fresh": [None] * 10, "buffer": [None] * 10}
+    if loaded is None:
+        metrics.update(fresh={k: None for k in QUALITY_KEYS}, buffer={k: None for k in QUALITY_KEYS})
+        for kind in ("fresh", "buffer"):
+            placeholder(grids / f"{kind}.png", f"no model ({train_status})")
+    else:
+        ckpt, model = loaded
+        judge, digits = load_judge(device=device), load_digits()
+        refs = references(judge, digits, n, cfg["seed"])
+        sampler = {k: ckpt["config"]["sampler"][k] for k in ("step_size", "noise_std", "grad_clamp")}
+        picked, replaced = buffer_samples(ckpt["buffer"], n, cfg["seed"] + 1)
+        sampling = time.perf_counter()
+        fresh = fresh_samples(model, sampler, n, cfg["fresh_steps"], cfg["batch_size"], cfg["seed"] + 2, device)
+        sampling = time.perf_counter() - sampling
+        metrics.update(status=train_status or "unknown", checkpoint_epoch=ckpt["epoch"], sampler=sampler,
+                       buffer_size=int(ckpt["buffer"]["size"]), buffer_with_replacement=replaced)
+        with torch.no_grad():
+            energy = {kind: round(model(x.to(device)).mean().item(), 4)
+                      for kind, x in (("fresh", fresh), ("buffer", picked), ("test", to_unit_range(digits["x_test"])))}
+        for kind, samples in (("fresh", fresh), ("buffer", picked)):
+            metrics[kind], shares[kind] = score(judge, samples, refs)
+            metrics[kind]["energy"] = energy[kind]
+            save_grid(grids / f"{kind}.png", to_uint8(samples[:GRID]))
+        metrics.update(test_energy=energy["test"], fresh_sampling_s=round(sampling, 2))
+    metrics.update(wall_time_s=round(time.perf_counter() - started, 2), device=str(device))
+    write_csv(Path("plots/eval") / f"{name}_classes.csv", pd.DataFrame({"class": range(10), **shares}))
+    write_json(Path("metrics/eval") / f"{name}.json", metrics)
+    return metrics
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or argv[0] not in EXPERIMENTS:
+        raise SystemExit(f"usage: python stages/evaluate.py <experiment>  ({' | '.join(EXPERIMENTS)})")
+    metrics = evaluate(argv[0], load_params(sections=["evaluate"]))
+    scores = {kind: {k: metrics[kind][k] for k in ("fld", "class_entropy", "recognisable")}
+              for kind in ("fresh", "buffer")}
+    print({k: metrics[k] for k in ("experiment", "status", "wall_time_s")}, scores)
+
+
+if __name__ == "__main__":
+    run_stage(main)
