@@ -153,6 +153,12 @@ def write_outputs(exp, paths, status, error=None):
     write_csv(paths["curve"], curves(exp.history, cfg["log_every"]))
     for epoch, grid in exp.grids.items():
         save_grid(paths["samples"] / f"samples_epoch_{epoch:03d}.png", grid)
+    # Git keeps no empty folder: without a file here, a clone (or a queued experiment's workspace)
+    # would see this output as deleted and rerun the stage. A grey grid stands in for no samples.
+    if exp.grids:
+        (paths["samples"] / "no_samples.png").unlink(missing_ok=True)
+    else:
+        save_grid(paths["samples"] / "no_samples.png", torch.full((1, 1, 28, 28), 128, dtype=torch.uint8))
     steps = len(exp.history) * cfg["batch_size"] * cfg["sampler"]["steps"]
     metrics = {"experiment": exp.name, "status": status, "error": error,
                "epochs_done": exp.epoch, "iterations": len(exp.history), **summary(exp.history),
@@ -200,6 +206,10 @@ def train(name, params):
                 raise
             status, error = "expected_error", f"{type(err).__name__}: {err}"
             print(f"train: {name} raised its expected error: {error}", file=sys.stderr)
+    if exp.epoch == 0 and rank == 0:   # this run saved no epoch: a checkpoint still there is another config's
+        for stale in sorted(paths["checkpoints"].glob("checkpoint*.pt")):
+            stale.unlink()             # (evaluate would score it as this run's model)
+            print(f"train: removed {stale}, made with other params", file=sys.stderr)
     if cfg["expected_error"] and status != "expected_error":
         raise RuntimeError(f"experiment {name} declares expected_error {cfg['expected_error']!r}, "
                            f"but training ended with status {status!r}")

@@ -46,7 +46,7 @@ class Field:
             str: isinstance(value, str),
             "ints": isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
         }[self.kind]
-        if not ok_type or (self.choices and value not in self.choices):
+        if not ok_type or (self.choices and value not in self.choices) or value != value:   # NaN: no range holds it
             raise ParamsError(f"params.yaml: {path} = {value!r}: must be {self.describe()}")
         for v in (value if self.kind == "ints" else [value]):
             if isinstance(v, str):
@@ -175,7 +175,8 @@ def resolve_scale(tree, scale, path=""):
         return tree
     tree = dict(tree)
     overrides = tree.pop("at_scale", None) or {}
-    if not isinstance(overrides, dict) or set(overrides) - set(SCALES):
+    if not isinstance(overrides, dict) or set(overrides) - set(SCALES) or \
+            any(not isinstance(v, dict) for v in overrides.values() if v is not None):
         raise ParamsError(f"params.yaml: {path}at_scale = {overrides!r}: must map {' | '.join(SCALES)} to overrides")
     resolved = {k: resolve_scale(v, scale, f"{path}{k}.") for k, v in tree.items()}
     chosen = overrides.get(scale)
@@ -216,6 +217,17 @@ def load_params(path="params.yaml", sections=None):
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: must be a mapping of sections")
     scale = SCHEMA["scale"].check(raw.get("scale"), "scale")
+    params = _resolve_and_validate(raw, scale, sections)
+    for other in SCALES:   # a bad value only the other scale uses fails now, not after switching scale
+        if other != scale:
+            try:
+                _resolve_and_validate(raw, other, sections)
+            except ParamsError as err:
+                raise ParamsError(f"{err} (with scale: {other})") from None
+    return params
+
+
+def _resolve_and_validate(raw, scale, sections):
     resolved = resolve_scale(raw, scale)
     for key in resolved:
         if key not in SCHEMA:

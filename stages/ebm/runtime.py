@@ -1,4 +1,5 @@
 """Device choice and seeding, each in one place."""
+import os
 import random
 
 import numpy as np
@@ -6,12 +7,24 @@ import torch
 
 
 def pick_device(choice="auto"):
-    """`auto` takes CUDA when present; `cuda` without a GPU is an error, not a silent CPU run."""
+    """`auto` takes CUDA when present; `cuda` without a GPU is an error, not a silent CPU run.
+
+    On the CPU, torch's kernels are made single-threaded: this network's small convolutions
+    gain little from a second thread inside one op, and threads that spin-wait for each other
+    slow down many times over as soon as another process shares the cores. The sampler uses
+    the cores instead by running one slice of the batch per core (see sampler.py).
+    """
     if choice == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device: cuda was asked for in params.yaml, but torch sees no CUDA GPU")
     if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
+        torch.set_num_threads(1)
         return torch.device("cpu")
     return torch.device("cuda")
+
+
+def cpu_cores():
+    """Cores this process may run on (what a container or taskset allows, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def seed_everything(seed):

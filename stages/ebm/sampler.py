@@ -4,7 +4,7 @@ Gradients are taken with respect to the inputs only (`torch.autograd.grad`), so 
 model's parameters and their `.grad` are never touched by sampling. The chain is
 updated in place out of the autograd graph and the noise buffer is allocated once.
 
-On a CPU with several threads, the batch is split into one slice per thread and each
+On a CPU with several cores, the batch is split into one slice per core and each
 slice's gradient is computed on its own thread with single-threaded kernels: the small
 convolutions of this network parallelise badly inside one op, and well across images.
 The noise is still drawn for the whole batch from the one global generator, so the
@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from ebm.runtime import cpu_cores
+
 
 def langevin(energy, x, steps, step_size, noise_std, grad_clamp, no_grad_bug=False, threads=None):
     """Run `steps` Langevin steps from `x` (left unchanged); return the detached samples.
@@ -22,7 +24,7 @@ def langevin(energy, x, steps, step_size, noise_std, grad_clamp, no_grad_bug=Fal
     `torch.no_grad()`. The energy then carries no graph and the gradient call raises
     the real `RuntimeError: element 0 of tensors does not require grad and does not
     have a grad_fn`.
-    threads: CPU slices computed in parallel (default: torch's thread count; 1 = plain).
+    threads: CPU slices computed in parallel (default: one per core; 1 = plain).
     """
     x = x.detach().clone()
     noise = torch.empty_like(x)
@@ -51,7 +53,7 @@ def input_grad(energy, x, grad_enabled=True):
 def _parts(x, threads):
     if x.device.type != "cpu":
         return 1
-    return max(1, min(threads or torch.get_num_threads(), len(x)))
+    return max(1, min(threads or cpu_cores(), len(x)))
 
 
 class _CpuSlices:
