@@ -1,0 +1,184 @@
+"""params.yaml validation: every bad value fails early, in one line naming key, value and what is allowed.
+
+`ebm.params.load_params` runs on edited copies of the project's own params.yaml; one
+subprocess check shows the training stage turning such an error into one `error:` line and
+exit status 1 before it writes or changes any output.
+"""
+import copy
+import hashlib
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ebm.params import EXPERIMENTS, ParamsError, experiment_config, load_params
+from pipeline_repo import ROOT, edit_params, make_repo, run
+
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+README_ERROR = ("error: params.yaml: experiments.final_training.buffer.restart_prob = 1.5: "
+                "must be a number in [0.0, 1.0]")
+
+
+def write(tmp_path, change):
+    params = copy.deepcopy(PARAMS)
+    change(params)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def error_of(tmp_path, change, sections=None):
+    with pytest.raises(ParamsError) as caught:
+        load_params(write(tmp_path, change), sections=sections)
+    message = str(caught.value)
+    assert "\n" not in message and "Traceback" not in message
+    return message
+
+
+def exp(params, name="final_training"):
+    return params["experiments"][name]
+
+
+# (id, edit, the pieces the message must hold: key path, value, what is allowed)
+BAD = [
+    ("unknown key", lambda p: exp(p).setdefault("sampler", {}).update(stepz=60),
+     ["unknown key experiments.final_training.sampler.stepz",
+      "allowed here: steps, step_size, noise_std, grad_clamp, no_grad_bug"]),
+    ("string for an integer", lambda p: (p["train"].update(batch_size="64"),
+                                         p["train"].setdefault("at_scale", {}).setdefault("cpu", {}).update(batch_size=32)),
+     # overridden at the cpu scale, the bad value is used at the seed scale only: it still fails now
+     ["train.batch_size = '64'", "must be an integer in [1, inf]", "(with scale: seed)"]),
+    ("string for an integer at this scale", lambda p: p["train"].setdefault("at_scale", {}).setdefault("cpu", {}).update(batch_size="64"),
+     ["train.batch_size = '64'", "must be an integer in [1, inf]"]),
+    ("bool for an integer", lambda p: p["train"]["model"].update(width=True),
+     ["train.model.width = True", "must be an integer in [1, inf]"]),
+    ("negative step count", lambda p: p["train"]["sampler"].update(steps=-5),
+     ["train.sampler.steps = -5", "must be an integer in [1, inf]"]),
+    ("negative step count in an experiment", lambda p: exp(p, "mode_collapse").setdefault("sampler", {}).update(steps=-1),
+     ["experiments.mode_collapse.sampler.steps = -1", "must be an integer in [1, inf]"]),
+    ("probability above 1", lambda p: exp(p).setdefault("buffer", {}).update(restart_prob=1.5),
+     ["experiments.final_training.buffer.restart_prob = 1.5", "must be a number in [0.0, 1.0]"]),
+    ("probability below 0", lambda p: p["train"]["buffer"].update(restart_prob=-0.1),
+     ["train.buffer.restart_prob = -0.1", "must be a number in [0.0, 1.0]"]),
+    ("negative alpha", lambda p: exp(p, "blob_collapse").setdefault("loss", {}).update(alpha=-0.1),
+     ["experiments.blob_collapse.loss.alpha = -0.1", "must be a number in [0.0, inf]"]),
+    ("zero learning rate", lambda p: p["train"]["optim"].update(lr=0.0),
+     ["train.optim.lr = 0.0", "must be a number in (0.0, inf]"]),
+    ("NaN guard", lambda p: p["train"].update(max_abs_energy=float("nan")),
+     ["train.max_abs_energy = nan", "must be a number in (0.0, inf]"]),
+    ("int for a bool", lambda p: p["train"]["sampler"].update(no_grad_bug=1),
+     ["train.sampler.no_grad_bug = 1", "must be true or false"]),
+    ("list entry out of range", lambda p: p["train"].setdefault("at_scale", {}).setdefault("cpu", {}).update(sample_epochs=[0, 5]),
+     ["train.sample_epochs = [0, 5]", "must be a list of integers in [1, inf]"]),
+    ("unknown experiment", lambda p: p["experiments"].update(sixth_try={"epochs": 3}),
+     ["unknown key experiments.sixth_try",
+      "allowed here: initial_attempt, loss_collapse, blob_collapse, mode_collapse, final_training"]),
+    ("experiment not a mapping", lambda p: p["experiments"].update(final_training=[1, 2]),
+     ["experiments.final_training = [1, 2]", "must be a mapping"]),
+    ("unknown scale", lambda p: p.update(scale="gpu"),
+     ["scale = 'gpu'", "must be one of cpu | seed"]),
+    ("unknown device", lambda p: p.update(device="tpu"),
+     ["device = 'tpu'", "must be one of auto | cuda | cpu"]),
+    ("unknown choice", lambda p: p["generate"].update(init="buffers"),
+     ["generate.init = 'buffers'", "must be one of noise | buffer"]),
+    ("at_scale names an unknown scale", lambda p: p["train"].setdefault("at_scale", {}).update(gpu={"batch_size": 32}),
+     ["train.at_scale = ", "'gpu'", "must map cpu | seed to overrides"]),
+    ("at_scale not a mapping", lambda p: exp(p).update(at_scale=[10]),
+     ["experiments.final_training.at_scale = [10]", "must map cpu | seed to overrides"]),
+    ("at_scale entry not a mapping", lambda p: p["train"].update(at_scale={"cpu": 64}),
+     ["train.at_scale = {'cpu': 64}", "must map cpu | seed to overrides"]),
+    ("bad value only the other scale uses", lambda p: p["evaluate"].setdefault("at_scale", {}).setdefault("seed", {}).update(num_samples=0),
+     ["evaluate.num_samples = 0", "must be an integer in [1, inf]", "(with scale: seed)"]),
+    ("missing key", lambda p: p["train"]["optim"].pop("beta2"),
+     ["missing key train.optim.beta2"]),
+    ("unknown section", lambda p: p.update(trian={"seed": 1}),
+     ["unknown section trian", "allowed: scale, device, data, train, experiments, judge, evaluate, generate"]),
+]
+
+
+@pytest.mark.parametrize("change, pieces", [case[1:] for case in BAD], ids=[case[0] for case in BAD])
+def test_bad_value_names_key_value_and_what_is_allowed(tmp_path, change, pieces):
+    message = error_of(tmp_path, change)
+    assert message.startswith("params.yaml: "), message
+    for piece in pieces:
+        assert piece in message, f"{piece!r} not in {message!r}"
+
+
+def test_readme_example_is_the_exact_message(tmp_path):
+    message = error_of(tmp_path, lambda p: exp(p).setdefault("buffer", {}).update(restart_prob=1.5))
+    assert f"error: {message}" == README_ERROR
+
+
+def test_not_yaml(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train: [unclosed\n")
+    with pytest.raises(ParamsError, match=r"params\.yaml: not valid YAML"):
+        load_params(path)
+
+
+def test_unknown_experiment_name_on_the_command_line():
+    params = load_params(ROOT / "params.yaml", sections=["train", "experiments"])
+    with pytest.raises(ParamsError, match="unknown experiment 'sixth_try': must be one of initial_attempt, "
+                                          "loss_collapse, blob_collapse, mode_collapse, final_training"):
+        experiment_config(params, "sixth_try")
+
+
+@pytest.mark.parametrize("scale", ["cpu", "seed"])
+def test_the_project_params_load_at_both_scales(tmp_path, scale):
+    params = load_params(write(tmp_path, lambda p: p.update(scale=scale)))
+    assert params["scale"] == scale and set(params["experiments"]) == set(EXPERIMENTS)
+    assert experiment_config(params, "initial_attempt")["sampler"]["no_grad_bug"] is True
+
+
+@pytest.mark.parametrize("scale, epochs, batch_size, num_samples", [("cpu", 3, 50, 500), ("seed", 9, 100, 4096)])
+def test_at_scale_blocks_and_experiment_overrides_resolve(tmp_path, scale, epochs, batch_size, num_samples):
+    def change(p):
+        p["scale"] = scale
+        p["train"].update(batch_size=100, at_scale={"cpu": {"batch_size": 50}})
+        p["train"]["sampler"].update(steps=33, noise_std=0.005)
+        p["experiments"]["final_training"] = {"epochs": 7, "sampler": {"noise_std": 0.02},
+                                              "at_scale": {"cpu": {"epochs": 3}, "seed": {"epochs": 9}}}
+        p["evaluate"].update(num_samples=500, at_scale={"seed": {"num_samples": 4096}})
+
+    params = load_params(write(tmp_path, change))
+    final = experiment_config(params, "final_training")
+    assert (final["epochs"], final["batch_size"]) == (epochs, batch_size)
+    assert final["sampler"]["noise_std"] == 0.02 and final["sampler"]["steps"] == 33   # override + shared value
+    assert experiment_config(params, "mode_collapse")["sampler"]["noise_std"] == 0.005
+    assert params["evaluate"]["num_samples"] == num_samples
+    assert isinstance(final["optim"]["lr"], float)
+
+
+# ---- the stage: one line, exit 1, no output touched --------------------------------------
+
+def tree(where):
+    """Every file outside .git and .dvc, with a hash of its bytes."""
+    return {str(p.relative_to(where)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(where.rglob("*"))
+            if p.is_file() and not {".git", ".dvc", "__pycache__"} & set(p.relative_to(where).parts)}
+
+
+@pytest.mark.parametrize("change, argv, line", [
+    (lambda p: exp(p).setdefault("buffer", {}).update(restart_prob=1.5), ["final_training"], README_ERROR),
+    (lambda p: None, ["sixth_try"], "error: unknown experiment 'sixth_try': must be one of initial_attempt, "
+                                    "loss_collapse, blob_collapse, mode_collapse, final_training"),
+], ids=["bad value", "unknown experiment"])
+def test_train_stage_fails_in_one_line_and_touches_nothing(tmp_path, change, argv, line):
+    where = make_repo(tmp_path)
+    edit_params(where, change)
+    # outputs of an earlier run, which a failing stage must leave as they are
+    for name, content in [("metrics/train/final_training.json", b'{"status": "ok"}\n'),
+                          ("plots/train/final_training.csv", b"step,loss\n1,0.5\n"),
+                          ("checkpoints/final_training/checkpoint.pt", b"an earlier checkpoint"),
+                          ("plots/samples/final_training/samples_epoch_001.png", b"an earlier grid")]:
+        (where / name).parent.mkdir(parents=True, exist_ok=True)
+        (where / name).write_bytes(content)
+    before = tree(where)
+    done = run([sys.executable, "stages/train.py", *argv], where, check=False)
+    assert done.returncode == 1, done.stderr
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert lines == [line], done.stderr
+    assert done.stdout == ""
+    assert tree(where) == before
+    assert not (where / "data").exists()
