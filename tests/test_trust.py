@@ -139,7 +139,8 @@ def test_sigkill_then_dvc_repro_resumes_to_the_same_numbers(repo, reference, tmp
                 proc.kill()
                 proc.wait()
     killed = log.read_text()
-    assert proc.returncode != 0 and "exited with -9" in killed, killed
+    # DVC reports the kill as -9 when it runs python directly, as 137 (128 + 9) when a shell sits between.
+    assert proc.returncode != 0 and ("exited with -9" in killed or "exited with 137" in killed), killed
     epoch = checkpoint_epoch(repo)
     assert 1 <= epoch < EPOCHS, f"the kill landed after the run ended (checkpoint epoch {epoch})"
     interrupted = read_json(repo / "metrics/train/final_training.json")
