@@ -7,7 +7,8 @@ Same weights, same start batch, same K, in one process. Prints images x Langevin
 per second for (a) the reference loop written the way tutorials do (parameters frozen,
 `x.requires_grad = True`, `energy.sum().backward()`, in-place noise and clamps) and
 (b) `ebm.sampler.langevin`, their ratio (medians), and the time of one full training
-iteration (sampling + the update, R1 on). On CUDA too when a GPU is present.
+iteration (sampling + the update, R1 on). On CUDA too when a GPU is present, where the
+opt-in bf16 and torch.compile paths are measured as well.
 """
 import argparse
 import json
@@ -22,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
 from ebm.buffer import ReplayBuffer  # noqa: E402
 from ebm.model import EnergyNet  # noqa: E402
 from ebm.objective import contrastive_loss  # noqa: E402
-from ebm.sampler import langevin  # noqa: E402
+from ebm.runtime import place  # noqa: E402
+from ebm.sampler import fast_input_grad, langevin  # noqa: E402
 
 STEP, NOISE, CLAMP = 10.0, 0.005, 0.03
 
@@ -62,11 +64,18 @@ def timed(fn, device):
 
 def bench_device(device, batch, steps, repeats):
     torch.manual_seed(0)
-    model = EnergyNet(32).to(device)
+    plain = EnergyNet(32).to(device)                       # as a tutorial builds it
+    model = place(EnergyNet(32), device)                   # as the stages build it (layout per device)
+    model.load_state_dict(plain.state_dict())
     x0 = torch.rand(batch, 1, 28, 28, device=device) * 2 - 1
     work = batch * steps
-    runs = {"reference": lambda: reference_loop(model, x0, steps),
+    runs = {"reference": lambda: reference_loop(plain, x0, steps),
             "project": lambda: langevin(model, x0, steps, STEP, NOISE, CLAMP)}
+    if device.type == "cuda":   # the opt-in speed paths (train.sampler.precision / compile)
+        for precision, compiled in (("bf16", False), ("fp32", True), ("bf16", True)):
+            fast = fast_input_grad(model, precision, compiled)
+            runs[f"project_{precision}{'_compiled' if compiled else ''}"] = (
+                lambda fast=fast: langevin(model, x0, steps, STEP, NOISE, CLAMP, grad_fn=fast))
     for fn in runs.values():   # warm-up (allocator, kernels, thread pools)
         fn()
     rates = {name: [] for name in runs}
@@ -74,7 +83,7 @@ def bench_device(device, batch, steps, repeats):
         for name, fn in runs.items():
             rates[name].append(work / timed(fn, device))
     torch.manual_seed(1)
-    a = reference_loop(model, x0, steps)
+    a = reference_loop(plain, x0, steps)
     torch.manual_seed(1)
     b = langevin(model, x0, steps, STEP, NOISE, CLAMP)
 
@@ -99,6 +108,7 @@ def bench_device(device, batch, steps, repeats):
             "project_img_steps_per_s": round(median["project"], 1),
             "speedup": round(median["project"] / median["reference"], 2),
             "all_runs": {name: [round(v, 1) for v in r] for name, r in rates.items()},
+            "speedup_by_variant": {name: round(median[name] / median["reference"], 2) for name in median},
             "max_abs_difference_same_seed": (a - b).abs().max().item(),
             "training_iteration_s": round(iteration_s, 3)}
 

@@ -34,7 +34,7 @@ from ebm.judge import load_judge
 from ebm.model import EnergyNet
 from ebm.params import EXPERIMENTS, load_params
 from ebm.quality import references, sample_quality
-from ebm.runtime import pick_device, seed_everything
+from ebm.runtime import pick_device, place, seed_everything
 from ebm.sampler import langevin
 from ebm.stage import run_stage
 
@@ -67,7 +67,7 @@ def load_model(name, device):
     if not path.is_file():
         return None
     ckpt = torch.load(path, map_location=device, weights_only=False)
-    model = EnergyNet(ckpt["config"]["model"]["width"]).to(device)
+    model = place(EnergyNet(ckpt["config"]["model"]["width"]), device)
     model.load_state_dict(ckpt["model"])
     return ckpt, model.eval().requires_grad_(False)   # gradients w.r.t. the inputs only
 

@@ -35,7 +35,7 @@ from ebm.images import save_grid, to_uint8  # noqa: E402
 from ebm.io import atomic_path, write_csv, write_json  # noqa: E402
 from ebm.model import EnergyNet  # noqa: E402
 from ebm.params import ParamsError, load_params  # noqa: E402
-from ebm.runtime import pick_device, seed_everything  # noqa: E402
+from ebm.runtime import pick_device, place, seed_everything  # noqa: E402
 from ebm.sampler import langevin  # noqa: E402
 from ebm.stage import run_stage  # noqa: E402
 
@@ -85,7 +85,7 @@ def load_model(device):
         fail(f"{EXPERIMENT} has training status {record.get('status')!r} ({record.get('error')}), not 'ok'; "
              f"generation needs a finished training: rerun `dvc repro train@{EXPERIMENT}`")
     ckpt = torch.load(CHECKPOINT, map_location=device, weights_only=False)
-    model = EnergyNet(ckpt["config"]["model"]["width"]).to(device)
+    model = place(EnergyNet(ckpt["config"]["model"]["width"]), device)
     model.load_state_dict(ckpt["model"])
     return model.eval().requires_grad_(False), ckpt
 

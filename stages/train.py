@@ -24,8 +24,8 @@ from ebm.io import save_torch, write_csv, write_json
 from ebm.model import EnergyNet
 from ebm.objective import contrastive_loss
 from ebm.params import experiment_config, load_params
-from ebm.runtime import pick_device, rng_state, seed_everything, set_rng_state
-from ebm.sampler import langevin
+from ebm.runtime import pick_device, place, rng_state, seed_everything, set_rng_state
+from ebm.sampler import fast_input_grad, langevin
 from ebm.stage import run_stage
 
 CURVE_COLUMNS = ["step", "epoch", "loss", "e_pos", "e_neg", "cd", "reg", "r1", "grad_norm", "lr"]
@@ -43,8 +43,9 @@ class Experiment:
         self.name, self.cfg, self.device, self.data_hash = name, cfg, device, data_hash
         self.rank, self.world = rank, world
         seed_everything(cfg["seed"] + rank)   # each rank its own noise; DDP copies rank 0's weights
-        self.net = EnergyNet(cfg["model"]["width"]).to(device)
+        self.net = place(EnergyNet(cfg["model"]["width"]), device)
         self.model = distributed.wrap(self.net, world, device)   # the loss goes through DDP
+        self.sampler_grad = fast_input_grad(self.net, cfg["sampler"]["precision"], cfg["sampler"]["compile"])
         opt = cfg["optim"]
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=opt["lr"], betas=(opt["beta1"], opt["beta2"]))
         self.schedule = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=1, gamma=opt["lr_decay"])
@@ -92,7 +93,7 @@ class Experiment:
         x_pos = (x_pos + cfg["loss"]["data_noise_std"] * torch.randn_like(x_pos)).clamp(-1, 1)
         started = time.perf_counter()
         x_neg = langevin(self.net, self.buffer.sample(len(x_pos)), s["steps"], s["step_size"],
-                         s["noise_std"], s["grad_clamp"], s["no_grad_bug"])
+                         s["noise_std"], s["grad_clamp"], s["no_grad_bug"], grad_fn=self.sampler_grad)
         self.sampling_s += time.perf_counter() - started
         self.buffer.push(x_neg)
         loss, terms = contrastive_loss(self.model, x_pos, x_neg, cfg["loss"]["alpha"], cfg["loss"]["r1_weight"])

@@ -44,7 +44,7 @@ def exp(params, name="final_training"):
 BAD = [
     ("unknown key", lambda p: exp(p).setdefault("sampler", {}).update(stepz=60),
      ["unknown key experiments.final_training.sampler.stepz",
-      "allowed here: steps, step_size, noise_std, grad_clamp, no_grad_bug"]),
+      "allowed here: steps, step_size, noise_std, grad_clamp, no_grad_bug, precision, compile"]),
     ("string for an integer", lambda p: (p["train"].update(batch_size="64"),
                                          p["train"].setdefault("at_scale", {}).setdefault("cpu", {}).update(batch_size=32)),
      # overridden at the cpu scale, the bad value is used at the seed scale only: it still fails now

@@ -90,6 +90,8 @@ TRAIN = {
         "noise_std": non_negative(),
         "grad_clamp": positive(),
         "no_grad_bug": Field(bool),              # experiment 1's bug: sample under torch.no_grad()
+        "precision": Field(str, choices=("fp32", "bf16")),
+        "compile": Field(bool),
     },
     "buffer": {
         "capacity": positive_int(),

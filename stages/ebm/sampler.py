@@ -7,9 +7,15 @@ updated in place out of the autograd graph and the noise buffer is allocated onc
 On a CPU with several cores, the batch is split into one slice per core and each
 slice's gradient is computed on its own thread with single-threaded kernels: the small
 convolutions of this network parallelise badly inside one op, and well across images.
+Each thread writes its slice's gradient into one preallocated tensor (no per-step concatenation).
 The noise is still drawn for the whole batch from the one global generator, so the
 samples are the same as with one thread (benchmarks/sampler.py measures both).
+
+On CUDA, `fast_input_grad` can autocast the network's forward to bf16 (the chain itself
+stays fp32) and compile the input gradient with torch.compile; both are off by default
+and only the sampler uses them: the loss and its R1 double backward stay uncompiled.
 """
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -17,7 +23,8 @@ import torch
 from ebm.runtime import cpu_cores
 
 
-def langevin(energy, x, steps, step_size, noise_std, grad_clamp, no_grad_bug=False, threads=None):
+def langevin(energy, x, steps, step_size, noise_std, grad_clamp, no_grad_bug=False, threads=None,
+             grad_fn=None):
     """Run `steps` Langevin steps from `x` (left unchanged); return the detached samples.
 
     no_grad_bug: reproduce experiment 1 of the seed, which sampled inside
@@ -25,19 +32,33 @@ def langevin(energy, x, steps, step_size, noise_std, grad_clamp, no_grad_bug=Fal
     the real `RuntimeError: element 0 of tensors does not require grad and does not
     have a grad_fn`.
     threads: CPU slices computed in parallel (default: one per core; 1 = plain).
+    grad_fn: x -> dE/dx to use instead of the plain autograd one (see fast_input_grad);
+    ignored with no_grad_bug, whose error only the plain path raises.
     """
     x = x.detach().clone()
-    noise = torch.empty_like(x)
+    noise, grad = torch.empty_like(x), torch.empty_like(x)
     grad_enabled = not no_grad_bug
+    if grad_fn is None or no_grad_bug:
+        grad_fn = lambda part: input_grad(energy, part, grad_enabled)  # noqa: E731
     parts = _parts(x, threads)
+    # Each thread writes its slice's gradient into `grad`; the chain itself changes only
+    # between steps (a slice is a view of x, and autograd would see a neighbour's write).
+    bounds = [(i * len(x) // parts, (i + 1) * len(x) // parts) for i in range(parts)]
+
+    def slice_grad(bound):
+        start, stop = bound
+        result = grad_fn(x[start:stop])
+        with torch.no_grad():
+            grad[start:stop] = result
+
     with _CpuSlices(parts) as pool:
         for _ in range(steps):
             if noise_std > 0:
                 x.add_(noise.normal_(0.0, noise_std)).clamp_(-1.0, 1.0)
-            if parts == 1:
-                grad = input_grad(energy, x, grad_enabled)
+            if pool is None:
+                grad = grad_fn(x)
             else:
-                grad = torch.cat(list(pool.map(lambda s: input_grad(energy, s, grad_enabled), x.chunk(parts))))
+                list(pool.map(slice_grad, bounds))   # list(): wait for every slice, re-raise its error
             x.sub_(grad.clamp_(-grad_clamp, grad_clamp), alpha=step_size).clamp_(-1.0, 1.0)
     return x
 
@@ -50,6 +71,29 @@ def input_grad(energy, x, grad_enabled=True):
     return grad
 
 
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def fast_input_grad(energy, precision="fp32", compile=False, backend="inductor"):
+    """x -> dE/dx, built once per model: the forward optionally autocast, the whole
+    gradient optionally compiled. Returns None when neither is asked for (the plain path).
+
+    The gradient is taken with torch.func.grad, so a compiled graph computes dE/dx only,
+    never the parameters' gradients, and holds no autograd state between steps.
+    """
+    dtype = PRECISIONS[precision]
+    if dtype is None and not compile:
+        return None
+
+    def total_energy(x):
+        with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            energies = energy(x)
+        return energies.float().sum()
+
+    grad = torch.func.grad(total_energy)
+    return torch.compile(grad, backend=backend) if compile else grad
+
+
 def _parts(x, threads):
     if x.device.type != "cpu":
         return 1
@@ -57,19 +101,29 @@ def _parts(x, threads):
 
 
 class _CpuSlices:
-    """A thread pool for the slices, with torch's own kernels single-threaded meanwhile."""
+    """A thread pool for the slices, with torch's own kernels single-threaded meanwhile.
+
+    The slices hand Python's GIL back and forth between every op; at the default 5 ms
+    switch interval a thread ready to launch its next kernel often waits for the other
+    one's Python code, so the interval is shortened while the pool runs (about 1.2x in
+    benchmarks/sampler.py) and restored after.
+    """
+
+    SWITCH_INTERVAL_S = 1e-4
 
     def __init__(self, parts):
         self.parts, self.pool, self.saved = parts, None, None
 
     def __enter__(self):
         if self.parts > 1:
-            self.saved = torch.get_num_threads()
+            self.saved = torch.get_num_threads(), sys.getswitchinterval()
             torch.set_num_threads(1)
+            sys.setswitchinterval(self.SWITCH_INTERVAL_S)
             self.pool = ThreadPoolExecutor(self.parts)
         return self.pool
 
     def __exit__(self, *exc):
         if self.pool is not None:
             self.pool.shutdown()
-            torch.set_num_threads(self.saved)
+            torch.set_num_threads(self.saved[0])
+            sys.setswitchinterval(self.saved[1])
