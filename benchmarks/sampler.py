@@ -8,7 +8,9 @@ per second for (a) the reference loop written the way tutorials do (parameters f
 `x.requires_grad = True`, `energy.sum().backward()`, in-place noise and clamps) and
 (b) `ebm.sampler.langevin`, their ratio (medians), and the time of one full training
 iteration (sampling + the update, R1 on). On CUDA too when a GPU is present, where the
-opt-in bf16 and torch.compile paths are measured as well.
+opt-in bf16 and torch.compile paths are measured as well. From timed iterations and
+chains at the seed's batch sizes it projects the seed-scale journey (one epoch of
+exp 5 = 469 iterations at batch 128, K = 60; the data's content does not change the time).
 """
 import argparse
 import json
@@ -102,6 +104,7 @@ def bench_device(device, batch, steps, repeats):
     iteration()
     iteration_s = statistics.median(timed(iteration, device) for _ in range(max(1, repeats // 2)))
     median = {name: statistics.median(r) for name, r in rates.items()}
+    journey = project_seed_journey(model, device, repeats)
     return {"device": str(device), "batch": batch, "steps": steps, "repeats": repeats,
             "threads": torch.get_num_threads(),
             "reference_img_steps_per_s": round(median["reference"], 1),
@@ -110,7 +113,53 @@ def bench_device(device, batch, steps, repeats):
             "all_runs": {name: [round(v, 1) for v in r] for name, r in rates.items()},
             "speedup_by_variant": {name: round(median[name] / median["reference"], 2) for name in median},
             "max_abs_difference_same_seed": (a - b).abs().max().item(),
-            "training_iteration_s": round(iteration_s, 3)}
+            "training_iteration_s": round(iteration_s, 3),
+            "seed_scale_projection": journey}
+
+
+# The seed's scale, from params.yaml: 60,000 digits in batches of 128, and per experiment
+# (K, R1 on?, epochs); evaluation of 4 models with 8,192 fresh 256-step chains; generation
+# of 1,000 chains for 20,000 steps.
+SEED_ITERATIONS_PER_EPOCH = -(-60_000 // 128)
+SEED_EXPERIMENTS = {"loss_collapse": (10, False, 50), "blob_collapse": (10, False, 50),
+                    "mode_collapse": (60, True, 10), "final_training": (60, True, 100)}
+
+
+def project_seed_journey(model, device, repeats):
+    """Time one training iteration per experiment kind and short chains at the seed's batch
+    sizes, and project the whole seed-scale journey from them (an estimate, not a run)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.0, 0.999))
+    real = torch.rand(128, 1, 28, 28, device=device) * 2 - 1
+    per_iteration = {}
+    for steps, r1 in {(10, False), (60, True)}:
+        buffer = ReplayBuffer(8192, 0.05, 128, device=device)
+
+        def iteration():
+            x_neg = langevin(model, buffer.sample(128), steps, STEP, NOISE, CLAMP)
+            buffer.push(x_neg)
+            loss, _ = contrastive_loss(model, real, x_neg, 0.1, 0.1 if r1 else 0.0)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+        iteration()
+        per_iteration[(steps, r1)] = statistics.median(timed(iteration, device) for _ in range(max(1, repeats // 2)))
+
+    def chain_rate(batch, steps=20):   # image-steps per second of one batch's chain
+        x = torch.rand(batch, 1, 28, 28, device=device) * 2 - 1
+        langevin(model, x, 2, STEP, NOISE, CLAMP)
+        return batch * steps / timed(lambda: langevin(model, x, steps, STEP, NOISE, CLAMP), device)
+
+    train_s = {name: epochs * SEED_ITERATIONS_PER_EPOCH * per_iteration[(steps, r1)]
+               for name, (steps, r1, epochs) in SEED_EXPERIMENTS.items()}
+    evaluate_s = 4 * 8192 * 256 / chain_rate(250)
+    generate_s = 1000 * 20_000 / chain_rate(1000)
+    total_s = sum(train_s.values()) + evaluate_s + generate_s
+    return {"iteration_s": {f"K{k}{'_r1' if r1 else ''}": round(v, 4) for (k, r1), v in per_iteration.items()},
+            "one_epoch_final_training_s": round(SEED_ITERATIONS_PER_EPOCH * per_iteration[(60, True)], 1),
+            "train_s": {k: round(v, 1) for k, v in train_s.items()},
+            "evaluate_s": round(evaluate_s, 1), "generate_s": round(generate_s, 1),
+            "journey_minutes": round(total_s / 60, 1)}
 
 
 def main():
@@ -128,6 +177,10 @@ def main():
               f"(median of {r['repeats']}, batch {r['batch']}, K {r['steps']}, {r['threads']} threads); "
               f"one training iteration {r['training_iteration_s']:.2f} s; same-seed max |diff| "
               f"{r['max_abs_difference_same_seed']:.2e}")
+        j = r["seed_scale_projection"]
+        print(f"  seed scale, projected: one epoch of final_training {j['one_epoch_final_training_s']:.0f} s; "
+              f"whole journey {j['journey_minutes']:.0f} min (train {sum(j['train_s'].values()):.0f} s, "
+              f"evaluate {j['evaluate_s']:.0f} s, generate {j['generate_s']:.0f} s)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"torch": torch.__version__, "results": results}, indent=2) + "\n")
 
