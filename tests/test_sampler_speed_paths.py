@@ -55,6 +55,7 @@ def test_fast_input_grad_gives_the_plain_gradient(precision, compile):
     plain = input_grad(model, x)
     fast = fast_input_grad(model, precision, compile, backend="eager")(x)
     assert fast.dtype == torch.float32 and fast.shape == x.shape      # the chain stays fp32
+    assert not fast.requires_grad                                     # no graph through the weights
     if precision == "fp32":
         assert torch.allclose(plain, fast, atol=1e-7)
     else:                                                             # bf16 keeps ~3 significant digits
@@ -73,9 +74,10 @@ def test_langevin_with_a_compiled_gradient_matches_and_the_bug_still_raises():
     compiled = fast_input_grad(model, "fp32", True, backend="eager")
     torch.manual_seed(3)
     plain = langevin(model, x0, 4, bench.STEP, bench.NOISE, bench.CLAMP)
-    torch.manual_seed(3)
-    fast = langevin(model, x0, 4, bench.STEP, bench.NOISE, bench.CLAMP, threads=2, grad_fn=compiled)
-    assert torch.allclose(plain, fast, atol=1e-6)
+    for threads in (1, 2):   # one slice is the CUDA path: the chain must come out detached there too
+        torch.manual_seed(3)
+        fast = langevin(model, x0, 4, bench.STEP, bench.NOISE, bench.CLAMP, threads=threads, grad_fn=compiled)
+        assert torch.allclose(plain, fast, atol=1e-6) and not fast.requires_grad
     with pytest.raises(RuntimeError, match="does not require grad"):   # experiment 1 ignores the fast path
         langevin(model, x0, 2, 10, 0.005, 0.03, no_grad_bug=True, grad_fn=compiled)
 

@@ -90,7 +90,14 @@ def fast_input_grad(energy, precision="fp32", compile=False, backend="inductor")
             energies = energy(x)
         return energies.float().sum()
 
-    grad = torch.func.grad(total_energy)
+    grad_of_total = torch.func.grad(total_energy)
+
+    def grad(x):
+        # func.grad ignores an outer no_grad for its own derivative, while the parameters
+        # (which require grad in training) record no graph: the chain stays detached.
+        with torch.no_grad():
+            return grad_of_total(x)
+
     return torch.compile(grad, backend=backend) if compile else grad
 
 
