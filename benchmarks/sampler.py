@@ -89,20 +89,7 @@ def bench_device(device, batch, steps, repeats):
     torch.manual_seed(1)
     b = langevin(model, x0, steps, STEP, NOISE, CLAMP)
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.0, 0.999))
-    buffer = ReplayBuffer(8192, 0.05, batch, device=device)
-    real = torch.rand(batch, 1, 28, 28, device=device) * 2 - 1
-
-    def iteration():
-        x_neg = langevin(model, buffer.sample(batch), steps, STEP, NOISE, CLAMP)
-        buffer.push(x_neg)
-        loss, _ = contrastive_loss(model, real, x_neg, 0.1, 0.1)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    iteration()
-    iteration_s = statistics.median(timed(iteration, device) for _ in range(max(1, repeats // 2)))
+    iteration_s = time_training_iteration(model, device, batch, steps, 0.1, repeats)
     median = {name: statistics.median(r) for name, r in rates.items()}
     journey = project_seed_journey(model, device, repeats)
     return {"device": str(device), "batch": batch, "steps": steps, "repeats": repeats,
@@ -117,6 +104,24 @@ def bench_device(device, batch, steps, repeats):
             "seed_scale_projection": journey}
 
 
+def time_training_iteration(model, device, batch, steps, r1_weight, repeats):
+    """Median seconds of one training iteration: buffer draw, K Langevin steps, the update."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.0, 0.999))
+    buffer = ReplayBuffer(8192, 0.05, batch, device=device)
+    real = torch.rand(batch, 1, 28, 28, device=device) * 2 - 1
+
+    def iteration():
+        x_neg = langevin(model, buffer.sample(batch), steps, STEP, NOISE, CLAMP)
+        buffer.push(x_neg)
+        loss, _ = contrastive_loss(model, real, x_neg, 0.1, r1_weight)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    iteration()   # warm-up
+    return statistics.median(timed(iteration, device) for _ in range(max(1, repeats // 2)))
+
+
 # The seed's scale, from params.yaml: 60,000 digits in batches of 128, and per experiment
 # (K, R1 on?, epochs); evaluation of 4 models with 8,192 fresh 256-step chains; generation
 # of 1,000 chains for 20,000 steps.
@@ -128,22 +133,8 @@ SEED_EXPERIMENTS = {"loss_collapse": (10, False, 50), "blob_collapse": (10, Fals
 def project_seed_journey(model, device, repeats):
     """Time one training iteration per experiment kind and short chains at the seed's batch
     sizes, and project the whole seed-scale journey from them (an estimate, not a run)."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.0, 0.999))
-    real = torch.rand(128, 1, 28, 28, device=device) * 2 - 1
-    per_iteration = {}
-    for steps, r1 in {(10, False), (60, True)}:
-        buffer = ReplayBuffer(8192, 0.05, 128, device=device)
-
-        def iteration():
-            x_neg = langevin(model, buffer.sample(128), steps, STEP, NOISE, CLAMP)
-            buffer.push(x_neg)
-            loss, _ = contrastive_loss(model, real, x_neg, 0.1, 0.1 if r1 else 0.0)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-
-        iteration()
-        per_iteration[(steps, r1)] = statistics.median(timed(iteration, device) for _ in range(max(1, repeats // 2)))
+    per_iteration = {(steps, r1): time_training_iteration(model, device, 128, steps, 0.1 if r1 else 0.0, repeats)
+                     for steps, r1 in {(10, False), (60, True)}}
 
     def chain_rate(batch, steps=20):   # image-steps per second of one batch's chain
         x = torch.rand(batch, 1, 28, 28, device=device) * 2 - 1
