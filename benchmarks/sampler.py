@@ -16,15 +16,19 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
+import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "stages"))
 from ebm.buffer import ReplayBuffer  # noqa: E402
 from ebm.model import EnergyNet  # noqa: E402
 from ebm.objective import contrastive_loss  # noqa: E402
+from ebm.params import EXPERIMENTS, experiment_config, load_params  # noqa: E402
 from ebm.runtime import place  # noqa: E402
 from ebm.sampler import fast_input_grad, langevin  # noqa: E402
 
@@ -125,36 +129,46 @@ def time_training_iteration(model, device, batch, steps, r1_weight, repeats, tot
     return statistics.median(timed(iteration, device) for _ in range(max(1, repeats // 2)))
 
 
-# The seed's scale, from params.yaml: 60,000 digits in batches of 128, and per experiment
-# (K, R1 on?, epochs); evaluation of 4 models with 8,192 fresh 256-step chains; generation
-# of 1,000 chains for 20,000 steps.
-SEED_ITERATIONS_PER_EPOCH = 60_000 // 128   # train.py drops the last partial batch
-SEED_EXPERIMENTS = {"loss_collapse": (10, False, 50), "blob_collapse": (10, False, 50),
-                    "mode_collapse": (60, True, 10), "final_training": (60, True, 100)}
+SEED_TRAIN_DIGITS = 60_000   # full MNIST's train split
+
+
+def seed_scale_params():
+    """params.yaml resolved and validated at the seed's scale, whichever scale it selects now."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "params.yaml"
+        path.write_text(yaml.safe_dump({**raw, "scale": "seed"}))
+        return load_params(path, sections=["train", "experiments", "evaluate", "generate"])
 
 
 def project_seed_journey(model, device, repeats):
-    """Time one training iteration per experiment kind and short chains at the seed's batch
-    sizes, and project the whole seed-scale journey from them (an estimate, not a run)."""
-    per_iteration = {(steps, r1): time_training_iteration(model, device, 128, steps, 0.1 if r1 else 0.0, repeats)
-                     for steps, r1 in {(10, False), (60, True)}}
+    """Time one training iteration per kind of experiment and short chains at the seed's
+    batch sizes, and project the whole seed-scale journey of params.yaml from them (an
+    estimate, not a run). Experiment 1 stops at its error in its first iteration: left out."""
+    params = seed_scale_params()
+    trained = {name: experiment_config(params, name) for name in EXPERIMENTS
+               if not experiment_config(params, name)["expected_error"]}
+    kinds = {name: (c["batch_size"], c["sampler"]["steps"], c["loss"]["r1_weight"]) for name, c in trained.items()}
+    per_iteration = {kind: time_training_iteration(model, device, *kind, repeats) for kind in set(kinds.values())}
+    per_epoch = {name: SEED_TRAIN_DIGITS // kinds[name][0] for name in trained}   # train.py drops a partial batch
 
     def chain_rate(batch, steps=20):   # image-steps per second of one batch's chain
         x = torch.rand(batch, 1, 28, 28, device=device) * 2 - 1
         langevin(model, x, 2, STEP, NOISE, CLAMP)
         return batch * steps / timed(lambda: langevin(model, x, steps, STEP, NOISE, CLAMP), device)
 
-    # One epoch of exp 5 at the seed's scale, run in full on a GPU (seconds there); projected
+    # One epoch of the final experiment, run in full on a GPU (seconds there); projected
     # from the median iteration on a CPU (about ten minutes there).
+    final = "final_training"
     epoch_timed = device.type == "cuda"
-    epoch_s = (time_training_iteration(model, device, 128, 60, 0.1, SEED_ITERATIONS_PER_EPOCH, total=True)
-               if epoch_timed else SEED_ITERATIONS_PER_EPOCH * per_iteration[(60, True)])
-    train_s = {name: epochs * SEED_ITERATIONS_PER_EPOCH * per_iteration[(steps, r1)]
-               for name, (steps, r1, epochs) in SEED_EXPERIMENTS.items()}
-    evaluate_s = 4 * 8192 * 256 / chain_rate(250)
-    generate_s = 1000 * 20_000 / chain_rate(1000)
+    epoch_s = (time_training_iteration(model, device, *kinds[final], per_epoch[final], total=True)
+               if epoch_timed else per_epoch[final] * per_iteration[kinds[final]])
+    train_s = {name: c["epochs"] * per_epoch[name] * per_iteration[kinds[name]] for name, c in trained.items()}
+    ev, gen = params["evaluate"], params["generate"]
+    evaluate_s = len(trained) * ev["num_samples"] * ev["fresh_steps"] / chain_rate(ev["batch_size"])
+    generate_s = gen["batch_size"] * gen["steps"] / chain_rate(gen["batch_size"])
     total_s = sum(train_s.values()) + evaluate_s + generate_s
-    return {"iteration_s": {f"K{k}{'_r1' if r1 else ''}": round(v, 4) for (k, r1), v in per_iteration.items()},
+    return {"iteration_s": {f"batch{b}_K{k}_r1_{r}": round(v, 4) for (b, k, r), v in per_iteration.items()},
             "one_epoch_final_training_s": round(epoch_s, 1),
             "one_epoch_timed": epoch_timed,
             "train_s": {k: round(v, 1) for k, v in train_s.items()},
