@@ -31,10 +31,10 @@ from ebm.data import load_digits, to_unit_range
 from ebm.images import save_grid, to_uint8
 from ebm.io import atomic_path, write_csv, write_json
 from ebm.judge import load_judge
-from ebm.model import EnergyNet
+from ebm.model import load_trained
 from ebm.params import EXPERIMENTS, load_params
 from ebm.quality import references, sample_quality
-from ebm.runtime import pick_device, place, seed_everything
+from ebm.runtime import pick_device, seed_everything
 from ebm.sampler import langevin
 from ebm.stage import run_stage
 
@@ -66,10 +66,7 @@ def load_model(name, device):
     path = Path("checkpoints") / name / "checkpoint.pt"
     if not path.is_file():
         return None
-    ckpt = torch.load(path, map_location=device, weights_only=False)
-    model = place(EnergyNet(ckpt["config"]["model"]["width"]), device)
-    model.load_state_dict(ckpt["model"])
-    return ckpt, model.eval().requires_grad_(False)   # gradients w.r.t. the inputs only
+    return load_trained(path, device)
 
 
 def score(judge, samples, refs):

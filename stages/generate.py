@@ -10,7 +10,9 @@ scored there by the judge (ebm.quality). Writes, atomically:
   plots/generate/hq_samples_k<steps>.png   the final grid (the seed's hq_samples_k20000.png)
   plots/generate/chain_snapshots.png       `show_chains` chains (rows) at every snapshot (columns)
   plots/generate/energy.csv                energy quantiles at every snapshot and every SEGMENT steps
-  metrics/generate.json                    judge metrics per snapshot and the verdict (see `verdict`)
+  plots/generate/class_counts.csv          the judge's predicted classes at every snapshot (a row each)
+  plots/generate/verdict.json              the verdict in full: every check with its rule, and a summary
+  metrics/generate.json                    judge metrics per snapshot and the verdict's numbers (see `verdict`)
 Nijkamp et al. (2020): a model whose long chains stay realistic is "convergent"; one whose
 chains drift (oversaturate, collapse to few classes, dissolve into noise) learnt a sampler
 that only works for its short training chains. The verdict says which, from the numbers.
@@ -33,9 +35,9 @@ from ebm.buffer import uniform_noise  # noqa: E402
 from ebm.data import load_digits, to_unit_range  # noqa: E402
 from ebm.images import save_grid, to_uint8  # noqa: E402
 from ebm.io import atomic_path, write_csv, write_json  # noqa: E402
-from ebm.model import EnergyNet  # noqa: E402
+from ebm.model import load_trained  # noqa: E402
 from ebm.params import ParamsError, load_params  # noqa: E402
-from ebm.runtime import pick_device, place, seed_everything  # noqa: E402
+from ebm.runtime import pick_device, seed_everything  # noqa: E402
 from ebm.sampler import langevin  # noqa: E402
 from ebm.stage import run_stage  # noqa: E402
 
@@ -84,10 +86,8 @@ def load_model(device):
     if record.get("status") != "ok":
         fail(f"{EXPERIMENT} has training status {record.get('status')!r} ({record.get('error')}), not 'ok'; "
              f"generation needs a finished training: rerun `dvc repro train@{EXPERIMENT}`")
-    ckpt = torch.load(CHECKPOINT, map_location=device, weights_only=False)
-    model = place(EnergyNet(ckpt["config"]["model"]["width"]), device)
-    model.load_state_dict(ckpt["model"])
-    return model.eval().requires_grad_(False), ckpt
+    ckpt, model = load_trained(CHECKPOINT, device)
+    return model, ckpt
 
 
 def initial_chains(cfg, ckpt, device):
@@ -150,15 +150,15 @@ def judge_snapshots(kept, cfg, device):
     except FileNotFoundError as err:
         fail(str(err))
     refs = references(judge, load_digits(), n=cfg["batch_size"], seed=cfg["seed"])
-    out = {}
-    for step, samples in kept.items():
+    out, class_counts = {}, []
+    for step, samples in sorted(kept.items()):
         quality = sample_quality(judge, samples, refs)
-        counts = quality.pop("class_counts", None)
+        counts = quality.pop("class_counts", None) or [0] * 10
         m = {k: v if isinstance(v, int) else round(float(v), 4) + 0.0 for k, v in quality.items() if k != "n"}
         m.update({k: round(v, 4) for k, v in pixel_stats(samples).items()})
-        m["class_counts"] = {str(d): int(c) for d, c in enumerate(counts or [])}
         out[str(step)] = m
-    return out
+        class_counts.append({"step": step, **{str(d): int(c) for d, c in enumerate(counts)}})
+    return out, pd.DataFrame(class_counts)
 
 
 def position(m):
@@ -223,6 +223,14 @@ def verdict(per_step, data_white):
     return result
 
 
+def metric_view(judged):
+    """The verdict as `dvc metrics show` columns: numbers, flags and the one-word verdict. The rules'
+    text and the summary sentence stay in plots/generate/verdict.json, where they do not widen the table."""
+    view = {k: v for k, v in judged.items() if k not in ("checks", "summary")}
+    view["checks"] = {k: {"value": c["value"], "fired": c["fired"]} for k, c in judged["checks"].items()}
+    return view
+
+
 def save_snapshot_grid(path, kept, show):
     steps = sorted(kept)
     fig, axes = plt.subplots(show, len(steps), figsize=(1.1 * len(steps) + 0.6, 1.1 * show + 0.5), squeeze=False)
@@ -251,7 +259,7 @@ def main():
     kept, energy, sampling_s = run_chains(model, initial_chains(cfg, ckpt, device), cfg, snapshots)
 
     data_white = pixel_stats(to_unit_range(load_digits()["x_test"]))["white"]
-    per_step = judge_snapshots(kept, cfg, device)
+    per_step, class_counts = judge_snapshots(kept, cfg, device)
     for step, frame in energy.groupby("step"):
         if str(step) in per_step:
             per_step[str(step)]["energy_mean"] = round(float(frame["mean"].iloc[0]), 4)
@@ -263,15 +271,18 @@ def main():
     save_grid(OUT / f"hq_samples_k{cfg['steps']}.png", to_uint8(final[:GRID]))
     save_snapshot_grid(OUT / "chain_snapshots.png", kept, cfg["show_chains"])
     write_csv(OUT / "energy.csv", energy)
+    write_csv(OUT / "class_counts.csv", class_counts)
+    judged = verdict(per_step, data_white)
+    write_json(OUT / "verdict.json", judged)
     result = {"experiment": EXPERIMENT, "checkpoint_epoch": ckpt.get("epoch"), "steps": cfg["steps"],
               "batch_size": cfg["batch_size"], "init": cfg["init"], "device": str(device),
               "wall_time_s": round(time.perf_counter() - started, 2), "sampling_s": round(sampling_s, 2),
               "langevin_img_steps_per_s": round(cfg["steps"] * cfg["batch_size"] / sampling_s, 1),
               "test_digits_white": round(data_white, 4), "snapshots": per_step,
-              "verdict": verdict(per_step, data_white)}
+              "verdict": metric_view(judged)}
     write_json(METRICS, result)
     print(f"generate: {cfg['steps']} steps x {cfg['batch_size']} chains on {device} in {result['wall_time_s']} s; "
-          f"{result['verdict']['summary']}")
+          f"{judged['summary']}")
 
 
 if __name__ == "__main__":

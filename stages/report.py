@@ -388,7 +388,7 @@ def generation_section(doc, gen):
     if gen is None:
         doc.para("not run: metrics/generate.json is missing.")
         return
-    verdict = gen.get("verdict", {})
+    verdict = read_json("plots/generate/verdict.json") or gen.get("verdict", {})   # the full one: rules, summary
     doc.para(f"Verdict: {verdict.get('summary', 'missing')}")
     doc.para(f"{fmt(gen.get('batch_size'))} chains from {gen.get('init')}, {fmt(gen.get('steps'))} steps on "
              f"{gen.get('device')} in {fmt(gen.get('wall_time_s'))} s "
@@ -408,6 +408,10 @@ def generation_section(doc, gen):
     doc.table(["step", *keys], [[int(s), *[snaps[s].get(k) for k in keys]] for s in sorted(snaps, key=int)])
     doc.para(f"white / saturated: fraction of pixels at +1 / at +-1; the test digits have "
              f"{fmt(gen.get('test_digits_white'), 3)} at +1.")
+    counts = read_csv("plots/generate/class_counts.csv")
+    if counts is not None and len(counts):
+        doc.heading(3, "The judge's classes over the steps", anchor="generation-classes")
+        doc.table(list(counts.columns), counts.values.tolist())
     doc.heading(3, "The verdict's checks", anchor="generation-checks")
     doc.table(["check", "value", "rule", "fired"],
               [[k, c.get("value"), c.get("rule"), c.get("fired")] for k, c in verdict.get("checks", {}).items()])

@@ -112,7 +112,7 @@ def generated(fake):
 def test_generate_outputs_follow_params(generated):
     out = generated / "plots/generate"
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == \
-        ["chain_snapshots.png", "energy.csv", f"hq_samples_k{STEPS}.png"]
+        ["chain_snapshots.png", "class_counts.csv", "energy.csv", f"hq_samples_k{STEPS}.png", "verdict.json"]
     energy = pd.read_csv(out / "energy.csv")
     assert list(energy.columns) == ["step", "mean", "q05", "q25", "median", "q75", "q95"]
     assert set(SNAPSHOTS) <= set(energy["step"])
@@ -125,6 +125,16 @@ def test_generate_outputs_follow_params(generated):
     assert metrics["steps"] == STEPS and metrics["device"] == "cpu" and metrics["wall_time_s"] > 0
     assert metrics["verdict"]["reference_step"] == 5 and metrics["verdict"]["last_step"] == STEPS
     assert metrics["verdict"]["verdict"] in ("stays realistic", "drifts", "not realistic at the reference step")
+    # The metrics file holds numbers and flags only (a narrow `dvc metrics show`); the words are in verdict.json.
+    full = json.loads((out / "verdict.json").read_text())
+    assert full["verdict"] == metrics["verdict"]["verdict"] and full["summary"].startswith(full["verdict"])
+    assert full["checks"].keys() == metrics["verdict"]["checks"].keys()
+    for name, check in metrics["verdict"]["checks"].items():
+        assert set(check) == {"value", "fired"} and full["checks"][name]["rule"]
+    assert not any("class_counts" in m for m in metrics["snapshots"].values())
+    counts = pd.read_csv(out / "class_counts.csv")
+    assert list(counts["step"]) == SNAPSHOTS and list(counts.columns[1:]) == [str(d) for d in range(10)]
+    assert (counts.drop(columns="step").sum(axis=1) == BATCH).all()
 
 
 @pytest.fixture

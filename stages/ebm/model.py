@@ -35,3 +35,14 @@ class EnergyNet(nn.Module):
 
 def count_parameters(model):
     return sum(p.numel() for p in model.parameters())
+
+
+def load_trained(path, device):
+    """(checkpoint, its EnergyNet on `device`) from a training checkpoint; the weights are frozen,
+    since evaluation and generation take gradients with respect to the inputs only."""
+    from ebm.runtime import place
+
+    ckpt = torch.load(path, map_location=device, weights_only=False)
+    model = place(EnergyNet(ckpt["config"]["model"]["width"]), device)
+    model.load_state_dict(ckpt["model"])
+    return ckpt, model.eval().requires_grad_(False)
