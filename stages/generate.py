@@ -78,7 +78,7 @@ def snapshot_steps(cfg):
 
 
 def load_model(device):
-    """The final experiment's EnergyNet and checkpoint; fail clearly unless its training ended ok."""
+    """The final experiment's checkpoint and EnergyNet; fail clearly unless its training ended ok."""
     if not TRAIN_METRICS.is_file() or not CHECKPOINT.is_file():
         fail(f"no trained model ({TRAIN_METRICS} or {CHECKPOINT} is missing); "
              f"run `dvc repro train@{EXPERIMENT}` first")
@@ -86,8 +86,7 @@ def load_model(device):
     if record.get("status") != "ok":
         fail(f"{EXPERIMENT} has training status {record.get('status')!r} ({record.get('error')}), not 'ok'; "
              f"generation needs a finished training: rerun `dvc repro train@{EXPERIMENT}`")
-    ckpt, model = load_trained(CHECKPOINT, device)
-    return model, ckpt
+    return load_trained(CHECKPOINT, device)
 
 
 def initial_chains(cfg, ckpt, device):
@@ -254,7 +253,7 @@ def main():
     device, cfg = pick_device(params["device"]), params["generate"]
     snapshots = snapshot_steps(cfg)
     seed_everything(cfg["seed"])
-    model, ckpt = load_model(device)
+    ckpt, model = load_model(device)
     started = time.perf_counter()
     kept, energy, sampling_s = run_chains(model, initial_chains(cfg, ckpt, device), cfg, snapshots)
 
