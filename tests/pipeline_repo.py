@@ -31,6 +31,32 @@ def tiny_params(params):
     return params
 
 
+FINAL_EPOCHS = 3   # final_training's epochs in the shared tiny run: room for a kill between two checkpoints
+
+
+def small_params(params):
+    """tiny_params, but final_training runs FINAL_EPOCHS epochs of 8 iterations (about a second each)."""
+    tiny_params(params)
+    params["train"]["at_scale"]["cpu"]["train_subset"] = 128
+    params["experiments"]["final_training"]["at_scale"]["cpu"]["epochs"] = FINAL_EPOCHS
+    return params
+
+
+def built_repo(where):
+    """A tiny repo (small_params) after a full `dvc repro`, committed. Built once per test session
+    (tests/conftest.py) because the run takes most of a minute; tests copy it before changing anything."""
+    make_repo(where, small_params)
+    dvc("repro", cwd=where)
+    run(["git", "add", "-A"], where)
+    run(["git", "commit", "-qm", "tiny run"], where)
+    return where
+
+
+def copy_of(built, where):
+    shutil.copytree(built, where, symlinks=True)
+    return where
+
+
 def run(args, cwd, check=True, **kwargs):
     done = subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True, **kwargs)
     if check and done.returncode != 0:

@@ -27,41 +27,18 @@ import psutil
 import pytest
 import torch
 
-from pipeline_repo import ENV, dvc, edit_params, make_repo, run, tiny_params
+from pipeline_repo import ENV, FINAL_EPOCHS, copy_of, dvc, edit_params, run
 
 TRAIN_TIMINGS = {"wall_time_s", "langevin_img_steps_per_s"}
 EVAL_TIMINGS = {"wall_time_s", "fresh_sampling_s"}
-EPOCHS = 3
+EPOCHS = FINAL_EPOCHS
 CHECKPOINT = "checkpoints/final_training/checkpoint.pt"
-
-
-def small_params(params):
-    """tiny_params, but final_training runs 3 epochs of 8 iterations (about a second each)."""
-    tiny_params(params)
-    params["train"]["at_scale"]["cpu"]["train_subset"] = 128
-    params["experiments"]["final_training"]["at_scale"]["cpu"]["epochs"] = EPOCHS
-    return params
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """A tiny repo after a full `dvc repro`, committed: the reference run of everything below."""
-    where = make_repo(tmp_path_factory.mktemp("built"), small_params)
-    dvc("repro", cwd=where)
-    run(["git", "add", "-A"], where)
-    run(["git", "commit", "-qm", "tiny run"], where)
-    return where
 
 
 @pytest.fixture(scope="module")
 def reference(built):
-    """final_training's outputs from that uninterrupted run (`dvc repro`): what every rerun must match."""
+    """final_training's outputs from the uninterrupted run (`dvc repro`): what every rerun must match."""
     return train_outputs(built), eval_outputs(built)
-
-
-def copy_of(built, where):
-    shutil.copytree(built, where, symlinks=True)
-    return where
 
 
 @pytest.fixture
