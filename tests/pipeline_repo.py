@@ -1,7 +1,9 @@
 """Build a throwaway copy of the project as its own git + DVC repo, at a tiny scale.
 
 The tiny scale keeps every stage to seconds: 64 training digits, batches of 16, one or
-two epochs, a 20-step generation. It is applied to the copy's params.yaml only.
+two epochs, a 20-step generation (tiny_params). The end-to-end tests share one run of it
+with 128 digits and three epochs of final_training (small_params, built_repo). Either is
+applied to the copy's params.yaml only.
 """
 import os
 import shutil

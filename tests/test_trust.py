@@ -31,7 +31,6 @@ from pipeline_repo import ENV, FINAL_EPOCHS, copy_of, dvc, edit_params, run
 
 TRAIN_TIMINGS = {"wall_time_s", "langevin_img_steps_per_s"}
 EVAL_TIMINGS = {"wall_time_s", "fresh_sampling_s"}
-EPOCHS = FINAL_EPOCHS
 CHECKPOINT = "checkpoints/final_training/checkpoint.pt"
 
 
@@ -119,7 +118,7 @@ def test_sigkill_then_dvc_repro_resumes_to_the_same_numbers(repo, reference, tmp
     # DVC reports the kill as -9 when it runs python directly, as 137 (128 + 9) when a shell sits between.
     assert proc.returncode != 0 and ("exited with -9" in killed or "exited with 137" in killed), killed
     epoch = checkpoint_epoch(repo)
-    assert 1 <= epoch < EPOCHS, f"the kill landed after the run ended (checkpoint epoch {epoch})"
+    assert 1 <= epoch < FINAL_EPOCHS, f"the kill landed after the run ended (checkpoint epoch {epoch})"
     interrupted = read_json(repo / "metrics/train/final_training.json")
     assert (interrupted["status"], interrupted["epochs_done"]) == ("running", epoch)
 
@@ -127,8 +126,8 @@ def test_sigkill_then_dvc_repro_resumes_to_the_same_numbers(repo, reference, tmp
     assert (f"train: resuming final_training from checkpoints/final_training/checkpoint.pt at epoch {epoch}"
             in resumed.stderr), resumed.stderr
     after_resume = train_outputs(repo)
-    assert after_resume["metrics"]["status"] == "ok" and after_resume["metrics"]["epochs_done"] == EPOCHS
-    assert checkpoint_epoch(repo) == EPOCHS
+    assert after_resume["metrics"]["status"] == "ok" and after_resume["metrics"]["epochs_done"] == FINAL_EPOCHS
+    assert checkpoint_epoch(repo) == FINAL_EPOCHS
     assert after_resume == reference[0]         # the uninterrupted run of the same params
     assert dvc("status", "train@final_training", cwd=repo).stdout.startswith("Data and pipelines are up to date")
 
@@ -140,8 +139,8 @@ def test_same_params_and_seed_give_the_same_numbers(repo, reference):
     python("stages/train.py", "final_training", cwd=repo)
     python("stages/evaluate.py", "final_training", cwd=repo)
     (train_a, eval_a), (train_b, eval_b) = reference, (train_outputs(repo), eval_outputs(repo))
-    assert train_a["metrics"]["status"] == "ok" and train_a["metrics"]["iterations"] == EPOCHS * 8
-    assert len(train_a["curve"].splitlines()) == 1 + EPOCHS * 8            # log_every 1: one row per iteration
+    assert train_a["metrics"]["status"] == "ok" and train_a["metrics"]["iterations"] == FINAL_EPOCHS * 8
+    assert len(train_a["curve"].splitlines()) == 1 + FINAL_EPOCHS * 8            # log_every 1: one row per iteration
     assert train_a == train_b
     assert eval_a["metrics"]["status"] == "ok" and eval_a["metrics"]["fresh"]["fld"] is not None
     assert eval_a == eval_b
@@ -284,7 +283,7 @@ def test_queued_sweep_runs_in_parallel_workers(repo, tmp_path):
         assert params["experiments"]["final_training"]["sampler"]["noise_std"] == names[name]
         metrics = data["metrics"]
         train = metrics["metrics/train/final_training.json"]["data"]
-        assert train["status"] == "ok" and train["epochs_done"] == EPOCHS
+        assert train["status"] == "ok" and train["epochs_done"] == FINAL_EPOCHS
         assert metrics["metrics/eval/final_training.json"]["data"]["status"] == "ok"
         assert train["final_loss"] != base_metrics["metrics/train/final_training.json"]["data"]["final_loss"]
         assert metrics["metrics/train/mode_collapse.json"] == base_metrics["metrics/train/mode_collapse.json"]
@@ -299,13 +298,13 @@ def test_torchrun_two_processes_train_and_resume(repo):
     # the committed checkpoint comes from one process: not resumed by two
     assert "made with other params, data or world size; starting afresh" in first_run.stderr, first_run.stderr
     metrics = read_json(repo / "metrics/train/final_training.json")
-    assert (metrics["status"], metrics["world_size"], metrics["epochs_done"]) == ("ok", 2, EPOCHS)
-    assert metrics["iterations"] == EPOCHS * 8                # the global batch stays batch_size
+    assert (metrics["status"], metrics["world_size"], metrics["epochs_done"]) == ("ok", 2, FINAL_EPOCHS)
+    assert metrics["iterations"] == FINAL_EPOCHS * 8                # the global batch stays batch_size
     assert all(math.isfinite(v) for k, v in metrics.items() if k.startswith(("final_", "last10pct_")))
     assert (repo / CHECKPOINT).is_file() and (repo / "checkpoints/final_training/checkpoint_rank1.pt").is_file()
-    assert checkpoint_epoch(repo) == EPOCHS
+    assert checkpoint_epoch(repo) == FINAL_EPOCHS
     first = train_outputs(repo)
 
     rerun = run(torchrun, repo)
-    assert rerun.stderr.count(f"resuming final_training from {CHECKPOINT} at epoch {EPOCHS}") == 2, rerun.stderr
+    assert rerun.stderr.count(f"resuming final_training from {CHECKPOINT} at epoch {FINAL_EPOCHS}") == 2, rerun.stderr
     assert train_outputs(repo) == first
