@@ -16,12 +16,10 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "stages"))
@@ -134,11 +132,8 @@ SEED_TRAIN_DIGITS = 60_000   # full MNIST's train split
 
 def seed_scale_params():
     """params.yaml resolved and validated at the seed's scale, whichever scale it selects now."""
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "params.yaml"
-        path.write_text(yaml.safe_dump({**raw, "scale": "seed"}))
-        return load_params(path, sections=["train", "experiments", "evaluate", "generate"])
+    return load_params(ROOT / "params.yaml", sections=["train", "experiments", "evaluate", "generate"],
+                       scale="seed")
 
 
 def project_seed_journey(model, device, repeats):

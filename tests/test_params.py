@@ -131,6 +131,15 @@ def test_the_project_params_load_at_both_scales(tmp_path, scale):
     assert experiment_config(params, "initial_attempt")["sampler"]["no_grad_bug"] is True
 
 
+def test_a_tool_can_resolve_the_other_scale_without_editing_the_file(tmp_path):
+    path = write(tmp_path, lambda p: p.update(scale="cpu"))
+    seed = experiment_config(load_params(path, scale="seed"), "final_training")
+    cpu = experiment_config(load_params(path), "final_training")
+    assert (seed["batch_size"], seed["epochs"]) == (128, 100) and (cpu["batch_size"], cpu["epochs"]) == (32, 15)
+    with pytest.raises(ParamsError, match=r"scale='gpu'\): must be one of cpu \| seed"):
+        load_params(path, scale="gpu")
+
+
 @pytest.mark.parametrize("scale, epochs, batch_size, num_samples", [("cpu", 3, 50, 500), ("seed", 9, 100, 4096)])
 def test_at_scale_blocks_and_experiment_overrides_resolve(tmp_path, scale, epochs, batch_size, num_samples):
     def change(p):

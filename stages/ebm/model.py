@@ -8,6 +8,8 @@ seed's loss uses.
 import torch
 from torch import nn
 
+from ebm.runtime import place
+
 
 class EnergyNet(nn.Module):
     def __init__(self, width=32):
@@ -40,8 +42,6 @@ def count_parameters(model):
 def load_trained(path, device):
     """(checkpoint, its EnergyNet on `device`) from a training checkpoint; the weights are frozen,
     since evaluation and generation take gradients with respect to the inputs only."""
-    from ebm.runtime import place
-
     ckpt = torch.load(path, map_location=device, weights_only=False)
     model = place(EnergyNet(ckpt["config"]["model"]["width"]), device)
     model.load_state_dict(ckpt["model"])

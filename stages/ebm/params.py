@@ -207,8 +207,12 @@ def validate(tree, spec, path="", partial=False):
     return out
 
 
-def load_params(path="params.yaml", sections=None):
-    """Load, scale-resolve and validate params.yaml (only `sections`, when given, plus the basics)."""
+def load_params(path="params.yaml", sections=None, scale=None):
+    """Load, scale-resolve and validate params.yaml (only `sections`, when given, plus the basics).
+
+    scale: resolve at this scale instead of the file's own `scale` (a tool that looks at the
+    other scale, such as the benchmark's seed-scale projection); stages leave it to the file.
+    """
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -218,7 +222,11 @@ def load_params(path="params.yaml", sections=None):
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: must be a mapping of sections")
-    scale = SCHEMA["scale"].check(raw.get("scale"), "scale")
+    file_scale = SCHEMA["scale"].check(raw.get("scale"), "scale")
+    if scale is None:
+        scale = file_scale
+    elif scale not in SCALES:
+        raise ParamsError(f"load_params(scale={scale!r}): must be one of {' | '.join(SCALES)}")
     params = _resolve_and_validate(raw, scale, sections)
     for other in SCALES:   # a bad value only the other scale uses fails now, not after switching scale
         if other != scale:

@@ -36,11 +36,12 @@ def langevin(energy, x, steps, step_size, noise_std, grad_clamp, no_grad_bug=Fal
     ignored with no_grad_bug, whose error only the plain path raises.
     """
     x = x.detach().clone()
-    noise, grad = torch.empty_like(x), torch.empty_like(x)
     grad_enabled = not no_grad_bug
     if grad_fn is None or no_grad_bug:
         grad_fn = lambda part: input_grad(energy, part, grad_enabled)  # noqa: E731
     parts = _parts(x, threads)
+    noise = torch.empty_like(x)
+    grad = torch.empty_like(x) if parts > 1 else None   # one thread: grad_fn's own tensor is used as is
     # Each thread writes its slice's gradient into `grad`; the chain itself changes only
     # between steps (a slice is a view of x, and autograd would see a neighbour's write).
     bounds = [(i * len(x) // parts, (i + 1) * len(x) // parts) for i in range(parts)]
