@@ -87,3 +87,20 @@ def test_thread_settings_are_restored_after_sampling():
     before = torch.get_num_threads(), sys.getswitchinterval()
     langevin(EnergyNet(8), torch.zeros(4, 1, 28, 28), 2, 10, 0.005, 0.03, threads=2)
     assert (torch.get_num_threads(), sys.getswitchinterval()) == before
+
+
+def test_the_benchmark_runs_and_records_its_allocator_setting(tmp_path):
+    """A tiny run of the benchmark script itself (in its own process: the allocator setting is
+    process-wide): both loops timed, the same samples, the seed-scale projection filled in."""
+    import json
+    import subprocess
+    import sys
+    out = tmp_path / "bench.json"
+    script = Path(__file__).parents[1] / "benchmarks" / "sampler.py"
+    subprocess.run([sys.executable, str(script), "--batch", "8", "--steps", "2", "--repeats", "1",
+                    "--keep-freed-memory", "--out", str(out)], check=True, capture_output=True, timeout=300)
+    (cpu,) = json.loads(out.read_text())["results"]
+    assert cpu["allocator"].startswith("glibc, freed memory kept")
+    assert cpu["reference_img_steps_per_s"] > 0 and cpu["project_img_steps_per_s"] > 0
+    assert cpu["max_abs_difference_same_seed"] < 1e-5
+    assert cpu["seed_scale_projection"]["journey_minutes"] > 0
