@@ -13,15 +13,18 @@ opt-in bf16 and torch.compile paths are measured as well. From timed iterations 
 chains at the seed's batch sizes it projects the seed-scale journey (one epoch of
 exp 5 = 468 iterations at batch 128, K = 60; the data's content does not change the time).
 
---keep-freed-memory raises glibc's trim threshold before anything runs, so freed memory
-stays mapped instead of going back to the OS and being faulted in again (zeroed by the
-kernel) at the next step. The tutorial loop, as a default process runs it, spends much of
-its time on those page faults; with them gone it runs far faster and the project's lead
-shrinks (see the README). The project's stages do not set it: it does not speed them up.
+--keep-freed-memory sets glibc's trim and mmap thresholds before anything runs, so freed
+memory stays mapped instead of going back to the OS and being faulted in again (zeroed by
+the kernel) at the next step. The tutorial loop, as a default process runs it, loses much
+of its time to those page faults: with them gone it runs 1.2-1.4x faster on the 2-core
+host and the project's lead shrinks (see the README). The page faults per Langevin step of
+each loop, over its timed runs, are recorded either way. The stages do not set it: it does not speed them up.
 """
 import argparse
 import ctypes
 import json
+import platform
+import resource
 import statistics
 import sys
 import time
@@ -39,15 +42,26 @@ from ebm.runtime import place  # noqa: E402
 from ebm.sampler import fast_input_grad, langevin  # noqa: E402
 
 STEP, NOISE, CLAMP = 10.0, 0.005, 0.03
-M_TRIM_THRESHOLD, M_TOP_PAD = -1, -2   # glibc's mallopt() parameters (malloc.h)
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3   # glibc's mallopt() parameters (malloc.h)
+KEEP_FREED = {M_TRIM_THRESHOLD: 256 << 20, M_TOP_PAD: 16 << 20, M_MMAP_THRESHOLD: 32 << 20}
+LIBC = platform.libc_ver()[0] or "unknown libc"
 
 
 def keep_freed_memory():
-    """Make glibc keep freed heap memory mapped (no per-step page faults); returns what was set."""
-    libc = ctypes.CDLL("libc.so.6")   # Linux with glibc only, as this benchmark's hosts are
-    if not (libc.mallopt(M_TRIM_THRESHOLD, 256 << 20) and libc.mallopt(M_TOP_PAD, 16 << 20)):
-        raise RuntimeError("glibc's mallopt refused the trim threshold / top pad")
-    return "glibc, freed memory kept (M_TRIM_THRESHOLD 256 MiB, M_TOP_PAD 16 MiB)"
+    """Make glibc keep freed memory mapped (no per-step page faults); returns what was set.
+
+    The mmap threshold is set too (to glibc's 64-bit maximum): setting the trim threshold
+    stops glibc from adapting it, and blocks above it would still be unmapped on every free.
+    """
+    libc = ctypes.CDLL("libc.so.6")
+    if not all(libc.mallopt(option, value) for option, value in KEEP_FREED.items()):
+        raise RuntimeError("glibc's mallopt refused the trim threshold, top pad or mmap threshold")
+    return "glibc, freed memory kept (M_TRIM_THRESHOLD 256 MiB, M_TOP_PAD 16 MiB, M_MMAP_THRESHOLD 32 MiB)"
+
+
+def minor_page_faults():
+    """Minor page faults of the whole process so far (all threads)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def reference_loop(model, x, steps):
@@ -99,10 +113,12 @@ def bench_device(device, batch, steps, repeats):
                 lambda fast=fast: langevin(model, x0, steps, STEP, NOISE, CLAMP, grad_fn=fast))
     for fn in runs.values():   # warm-up (allocator, kernels, thread pools)
         fn()
-    rates = {name: [] for name in runs}
+    rates, faults = {name: [] for name in runs}, {name: 0 for name in runs}
     for _ in range(repeats):   # interleaved, so a busy moment hits both alike
         for name, fn in runs.items():
+            before = minor_page_faults()
             rates[name].append(work / timed(fn, device))
+            faults[name] += minor_page_faults() - before
     torch.manual_seed(1)
     a = reference_loop(plain, x0, steps)
     torch.manual_seed(1)
@@ -115,10 +131,11 @@ def bench_device(device, batch, steps, repeats):
             "threads": torch.get_num_threads(),
             "reference_img_steps_per_s": round(median["reference"], 1),
             "project_img_steps_per_s": round(median["project"], 1),
-            "speedup": round(median["project"] / median["reference"], 2),
+            "speedup": round(median["project"] / median["reference"], 3),
             "all_runs": {name: [round(v, 1) for v in r] for name, r in rates.items()},
             "speedup_by_variant": {name: round(median[name] / median["reference"], 2) for name in median},
             "max_abs_difference_same_seed": (a - b).abs().max().item(),
+            "page_faults_per_step": {name: round(f / (repeats * steps), 1) for name, f in faults.items()},
             "training_iteration_s": round(iteration_s, 3),
             "seed_scale_projection": journey}
 
@@ -195,17 +212,19 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default="benchmarks/results/sampler.json")
     parser.add_argument("--keep-freed-memory", action="store_true",
-                        help="raise glibc's trim threshold first (both loops, the whole process)")
+                        help="set glibc's trim and mmap thresholds first (both loops, the whole process)")
     args = parser.parse_args()
-    allocator = keep_freed_memory() if args.keep_freed_memory else "glibc default"
+    if args.keep_freed_memory and LIBC != "glibc":
+        parser.error(f"--keep-freed-memory needs Linux with glibc (this host: {LIBC})")
+    allocator = keep_freed_memory() if args.keep_freed_memory else f"{LIBC} default"
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     results = [{**bench_device(d, args.batch, args.steps, args.repeats), "allocator": allocator} for d in devices]
     for r in results:
         print(f"{r['device']}: reference {r['reference_img_steps_per_s']:.0f}, project "
-              f"{r['project_img_steps_per_s']:.0f} img-steps/s -> {r['speedup']:.2f}x "
+              f"{r['project_img_steps_per_s']:.0f} img-steps/s -> {r['speedup']:.3f}x "
               f"(median of {r['repeats']}, batch {r['batch']}, K {r['steps']}, {r['threads']} threads, {allocator}); "
               f"one training iteration {r['training_iteration_s']:.2f} s; same-seed max |diff| "
-              f"{r['max_abs_difference_same_seed']:.2e}")
+              f"{r['max_abs_difference_same_seed']:.2e}; page faults per step {r['page_faults_per_step']}")
         j = r["seed_scale_projection"]
         print(f"  seed scale: one epoch of final_training {j['one_epoch_final_training_s']:.0f} s "
               f"({'timed' if j['one_epoch_timed'] else 'projected'}); projected "
