@@ -18,7 +18,8 @@ memory stays mapped instead of going back to the OS and being faulted in again (
 the kernel) at the next step. The tutorial loop, as a default process runs it, loses much
 of its time to those page faults: with them gone it runs 1.2-1.4x faster on the 2-core
 host and the project's lead shrinks (see the README). The page faults per Langevin step of
-each loop, over its timed runs, are recorded either way. The stages do not set it: it does not speed them up.
+each loop, over its timed runs, are recorded either way. The stages do not set the
+thresholds: they do not speed the stages up.
 """
 import argparse
 import ctypes
