@@ -7,7 +7,6 @@ exit status 1 before it writes or changes any output.
 import copy
 import hashlib
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
