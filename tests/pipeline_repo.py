@@ -29,7 +29,7 @@ def tiny_params(params):
     params["experiments"]["final_training"]["at_scale"]["cpu"]["epochs"] = 2
     params["judge"]["epochs"] = 1
     params["evaluate"].update(num_samples=48, fresh_steps=5, batch_size=48)
-    params["generate"].update(steps=20, batch_size=16, snapshots=[0, 10, 20], show_chains=4)
+    params["generate"].update(steps=20, chains={"final_training": 16}, snapshots=[0, 10, 20], show_chains=4)
     return params
 
 

@@ -29,7 +29,7 @@ class Field:
         if self.choices:
             return "one of " + " | ".join(map(str, self.choices))
         what = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-                "ints": "a list of integers"}[self.kind]
+                "ints": "a list of integers", "counts": "a mapping of names to integers"}[self.kind]
         if self.lo is not None or self.hi is not None:
             left = "(" if self.lo_open else "["
             what += f" in {left}{self.lo if self.lo is not None else '-inf'}, " \
@@ -45,10 +45,12 @@ class Field:
             bool: isinstance(value, bool),
             str: isinstance(value, str),
             "ints": isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
+            "counts": isinstance(value, dict) and value and all(isinstance(v, int) and not isinstance(v, bool)
+                                                                for v in value.values()),
         }[self.kind]
         if not ok_type or (self.choices and value not in self.choices) or value != value:   # NaN: no range holds it
             raise ParamsError(f"params.yaml: {path} = {value!r}: must be {self.describe()}")
-        for v in (value if self.kind == "ints" else [value]):
+        for v in (value if self.kind == "ints" else value.values() if self.kind == "counts" else [value]):
             if isinstance(v, str):
                 continue
             too_low = self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo)
@@ -137,7 +139,7 @@ EVALUATE = {
 GENERATE = {
     "seed": Field(int, lo=0),
     "steps": positive_int(),
-    "batch_size": positive_int(),
+    "chains": Field("counts", lo=1),
     "init": Field(str, choices=("noise", "buffer")),
     "step_size": positive(),
     "noise_std": non_negative(),
