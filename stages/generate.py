@@ -22,24 +22,21 @@ import sys
 import time
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from ebm.buffer import uniform_noise  # noqa: E402
-from ebm.data import load_digits, to_unit_range  # noqa: E402
-from ebm.images import save_grid, to_uint8  # noqa: E402
-from ebm.io import atomic_path, write_csv, write_json  # noqa: E402
-from ebm.model import load_trained  # noqa: E402
-from ebm.params import ParamsError, load_params  # noqa: E402
-from ebm.runtime import pick_device, seed_everything  # noqa: E402
-from ebm.sampler import langevin  # noqa: E402
-from ebm.stage import run_stage  # noqa: E402
+from ebm.buffer import uniform_noise
+from ebm.data import load_digits, to_unit_range
+from ebm.images import save_grid, to_uint8
+from ebm.io import atomic_path, write_csv, write_json
+from ebm.model import load_trained
+from ebm.params import ParamsError, load_params
+from ebm.runtime import pick_device, seed_everything
+from ebm.sampler import langevin
+from ebm.stage import run_stage
 
 EXPERIMENT = "final_training"
 CHECKPOINT = Path("checkpoints") / EXPERIMENT / "checkpoint.pt"
