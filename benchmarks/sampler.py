@@ -17,7 +17,7 @@ exp 5 = 468 iterations at batch 128, K = 60; the data's content does not change 
 memory stays mapped instead of going back to the OS and being faulted in again (zeroed by
 the kernel) at the next step. The tutorial loop, as a default process runs it, loses much
 of its time to those page faults: with them gone it runs 1.2-1.4x faster on the 2-core
-host and the project's lead shrinks (see the README). The page faults per Langevin step of
+host and the project's lead shrinks (docs/performance.md). The page faults per Langevin step of
 each loop, over its timed runs, are recorded either way. The stages do not set the
 thresholds: they do not speed the stages up.
 """

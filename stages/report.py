@@ -21,16 +21,13 @@ import re
 import sys
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
 import matplotlib.ticker
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from ebm.io import atomic_path, write_text  # noqa: E402
-from ebm.params import EXPERIMENTS, experiment_config, load_params  # noqa: E402
-from ebm.stage import run_stage  # noqa: E402
+from ebm.io import atomic_path, write_text
+from ebm.params import EXPERIMENTS, experiment_config, load_params
+from ebm.stage import run_stage
 
 OUT = Path("report")
 GENERATE = "generation"
