@@ -51,8 +51,8 @@ MIN_ENTROPY = 0.9      # diverse: class entropy (1 = uniform) at least this at e
 MIN_MODES = 10         # ... and every class holding at least 2% of the chains
 KEEP_FRACTION = 0.9    # no drift: coverage and density at the last step >= 90% of their reference values ...
 FLD_GROWTH = 1.2       # ... and the Frechet distance at most 1.2x its reference value
-MIN_RECOGNISABLE = 0.6  # legible at the last step: gated recognisable >= 0.6 ...
-MIN_VS_REAL = 0.7      # ... and >= 70% of what real digits score
+MIN_VS_REAL = 0.7      # legible at the last step: gated recognisable >= 70% of what real digits score
+                       # (real digits themselves score about 0.48 under the pruned realism gate)
 PIXEL_FACTOR = 1.5     # ink and saturated-pixel fractions within 1.5x of the test digits' (either way)
 
 
@@ -182,10 +182,9 @@ def verdict(per_step, real):
                      "rule": f"Frechet distance at step {last} <= {FLD_GROWTH} x its value at step {ref}",
                      "passed": m_last["fld"] <= FLD_GROWTH * m_ref["fld"]},
         "legible": {"value": m_last["recognisable"],
-                    "rule": f"gated recognisable at step {last} >= {MIN_RECOGNISABLE} and >= {MIN_VS_REAL} x real "
-                            f"digits' ({real['recognisable']})",
-                    "passed": m_last["recognisable"] >= MIN_RECOGNISABLE and
-                              m_last["recognisable_vs_real"] >= MIN_VS_REAL},
+                    "rule": f"gated recognisable at step {last} >= {MIN_VS_REAL} x real digits' "
+                            f"({real['recognisable']})",
+                    "passed": m_last["recognisable_vs_real"] >= MIN_VS_REAL},
     }
     for pixels in ("ink", "saturated"):
         share = ratio(m_last[pixels], real[f"test_{pixels}"])
