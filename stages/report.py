@@ -29,7 +29,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ebm.io import atomic_path, write_text  # noqa: E402
-from ebm.params import EXPERIMENTS, experiment_config, load_params  # noqa: E402
+from ebm.params import experiment_config, load_params  # noqa: E402
+EXPERIMENTS = []   # the journey, in params.yaml's order: set by main()
 from ebm.stage import run_stage  # noqa: E402
 
 OUT = Path("report")
@@ -442,6 +443,7 @@ def provenance_section(doc, params, trains, evals, gen):
 
 def main():
     params = load_params(sections=["train", "experiments"])
+    EXPERIMENTS[:] = params["experiments"]
     trains = {n: read_json(f"metrics/train/{n}.json") for n in EXPERIMENTS}
     evals = {n: read_json(f"metrics/eval/{n}.json") for n in EXPERIMENTS}
     trains, evals = {k: v for k, v in trains.items() if v}, {k: v for k, v in evals.items() if v}

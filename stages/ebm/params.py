@@ -52,7 +52,7 @@ class Field:
     def describe(self):
         if self.choices:
             return "one of " + " | ".join(map(str, self.choices))
-        what = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string",
+        what = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
                 "ints": "a list of integers"}[self.kind]
         if self.lo is not None or self.hi is not None:
             left = "(" if self.lo_open else "["
