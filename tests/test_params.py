@@ -229,7 +229,8 @@ def test_train_stage_fails_in_one_line_and_touches_nothing(tmp_path, change, arg
 @pytest.mark.parametrize("change, read, value", [
     (lambda p: exp(p).update(epochs=20), lambda ps: experiment_config(ps, "final_training")["epochs"], 20),
     (lambda p: p["train"].update(batch_size=64), lambda ps: experiment_config(ps, "mode_collapse")["batch_size"], 64),
-    (lambda p: p["train"].update(sample_epochs=[3]), lambda ps: experiment_config(ps, "final_training")["sample_epochs"], [3]),
+    (lambda p: p["train"].update(sample_epochs=[3]),
+     lambda ps: experiment_config(ps, "final_training")["sample_epochs"], [3]),
     (lambda p: p["evaluate"].update(num_samples=500), lambda ps: ps["evaluate"]["num_samples"], 500),
     (lambda p: p["generate"].update(batch_size=32), lambda ps: ps["generate"]["batch_size"], 32),
     (lambda p: p["data"].update(source="torchvision"), lambda ps: ps["data"]["source"], "torchvision"),
@@ -242,6 +243,6 @@ def test_a_plain_value_applies_at_both_scales(tmp_path, scale, change, read, val
 
 
 def test_a_per_scale_entry_applies_at_its_scale_only(tmp_path):
-    path = write(tmp_path, lambda p: exp(p)["epochs"].update(cpu=20))        # -S experiments.final_training.epochs.cpu=20
+    path = write(tmp_path, lambda p: exp(p)["epochs"].update(cpu=20))   # -S experiments.final_training.epochs.cpu=20
     assert experiment_config(load_params(path, scale="cpu"), "final_training")["epochs"] == 20
     assert experiment_config(load_params(path, scale="seed"), "final_training")["epochs"] == 100

@@ -63,4 +63,4 @@ def test_changing_one_experiment_reruns_only_it(repo):
     assert changed == {"experiments.mode_collapse.loss.r1_weight": (0.1, 0.2)}
     out = dvc("repro", cwd=repo).stdout
     ran = set(re.findall(r"Running stage '([^']+)'", out))
-    assert ran == {"train@mode_collapse", "evaluate@mode_collapse", "report"}, out
+    assert ran == {"check_params", "train@mode_collapse", "evaluate@mode_collapse", "report"}, out

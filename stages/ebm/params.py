@@ -86,7 +86,8 @@ class Field:
                 raise ParamsError(f"params.yaml: {path} = {value!r}: must be {self.describe()}")
         if self.images and value * IMAGE_BYTES > physical_memory():
             raise ParamsError(f"params.yaml: {path} = {value!r}: {value} images of 28x28 float32 take "
-                              f"{size(value * IMAGE_BYTES)}, more than this machine's {size(physical_memory())} of memory")
+                              f"{size(value * IMAGE_BYTES)}, more than this machine's "
+                              f"{size(physical_memory())} of memory")
         return float(value) if self.kind is float else value
 
 
