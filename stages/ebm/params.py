@@ -11,6 +11,13 @@ always takes effect: `-S experiments.final_training.epochs=20` at both scales,
 `-S experiments.final_training.epochs.cpu=20` at the CPU scale only.
 
 The experiments are the keys of `experiments`, in the file's order (the journey's).
+
+Numbers must be finite. A count of images held at once (buffer capacity, batch sizes,
+samples, chains) must fit in this machine's total RAM at 28*28*4 bytes an image: total,
+not available, so the verdict does not change with the load of other jobs. Cross-field
+rules (RULES) run on each section, and on each experiment after `train` is merged in.
+The checker is hand-built: pydantic models would need a per-scale pre-validator on every
+leaf and a formatter to turn its multi-line errors into these one-line messages.
 """
 import copy
 import math
