@@ -93,13 +93,14 @@ BAD = [
      ["evaluate.num_samples.seed = 0", "must be an integer in [1, inf)", "(with scale: seed)"]),
     # cross-field rules
     ("initial fill beyond the capacity", lambda p: p["train"]["buffer"].update(initial_fill=999999),
-     ["train.buffer.initial_fill = 999999: must be at most buffer.capacity = 8192"]),
+     ["train.buffer.initial_fill = 999999: must be at most train.buffer.capacity = 8192"]),
     ("initial fill beyond an experiment's capacity", lambda p: exp(p).setdefault("buffer", {}).update(capacity=64),
-     ["experiments.final_training.buffer.initial_fill = 128: must be at most buffer.capacity = 64"]),
+     ["experiments.final_training.buffer.initial_fill = 128: must be at most "
+      "experiments.final_training.buffer.capacity = 64"]),
     ("snapshot beyond the steps", lambda p: p["generate"].update(snapshots=[0, 100, 30000]),
-     ["generate.snapshots = [0, 100, 30000]: step 30000 is beyond steps = 20000"]),
+     ["generate.snapshots = [0, 100, 30000]: step 30000 is beyond generate.steps = 20000"]),
     ("more chains shown than run", lambda p: p["generate"].update(show_chains=65),
-     ["generate.show_chains = 65: must be at most batch_size = 64 (the chains)"]),
+     ["generate.show_chains = 65: must be at most generate.batch_size = 64"]),
     # sizes that cannot fit in memory: n images of 28x28 float32
     ("buffer beyond memory", lambda p: p["train"]["buffer"].update(capacity=10**12, initial_fill=1),
      ["train.buffer.capacity = 1000000000000: 1000000000000 images of 28x28 float32 take 2.8 PiB, "

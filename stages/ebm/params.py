@@ -203,33 +203,33 @@ SCHEMA = {
 }
 
 
-# ---- cross-field rules: (section, check(cfg) -> message or None) -----------------------
+# ---- cross-field rules: rule(cfg, at) -> message or None; `at` is the section's key path --
 
-def _initial_fill(cfg):
-    if cfg["buffer"]["initial_fill"] > cfg["buffer"]["capacity"]:
-        return (f"buffer.initial_fill = {cfg['buffer']['initial_fill']}: must be at most "
-                f"buffer.capacity = {cfg['buffer']['capacity']}")
+def _initial_fill(cfg, at):
+    fill, capacity = cfg["buffer"]["initial_fill"], cfg["buffer"]["capacity"]
+    if fill > capacity:
+        return f"{at}buffer.initial_fill = {fill}: must be at most {at}buffer.capacity = {capacity}"
 
 
-def _snapshots(cfg):
+def _snapshots(cfg, at):
     beyond = [s for s in cfg["snapshots"] if s > cfg["steps"]]
     if beyond:
-        return f"snapshots = {cfg['snapshots']}: step {beyond[0]} is beyond steps = {cfg['steps']}"
+        return f"{at}snapshots = {cfg['snapshots']}: step {beyond[0]} is beyond {at}steps = {cfg['steps']}"
 
 
-def _show_chains(cfg):
+def _show_chains(cfg, at):
     if cfg["show_chains"] > cfg["batch_size"]:
-        return f"show_chains = {cfg['show_chains']}: must be at most batch_size = {cfg['batch_size']} (the chains)"
+        return f"{at}show_chains = {cfg['show_chains']}: must be at most {at}batch_size = {cfg['batch_size']}"
 
 
 RULES = {"train": [_initial_fill], "generate": [_snapshots, _show_chains]}
 
 
-def check_rules(section, cfg, path):
+def check_rules(section, cfg, at):
     for rule in RULES.get(section, []):
-        message = rule(cfg)
+        message = rule(cfg, at)
         if message:
-            raise ParamsError(f"params.yaml: {path}{message}")
+            raise ParamsError(f"params.yaml: {message}")
 
 
 # ---- validation ----------------------------------------------------------------------
