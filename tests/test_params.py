@@ -6,13 +6,14 @@ exit status 1 before it writes or changes any output.
 """
 import copy
 import hashlib
+import json
 import sys
 
 import pytest
 import yaml
 
 from ebm.params import IMAGE_BYTES, ParamsError, experiment_config, load_params, physical_memory
-from pipeline_repo import EXPERIMENTS, ROOT, edit_params, make_repo, run
+from pipeline_repo import EXPERIMENTS, ROOT, dvc, edit_params, make_repo, run
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 README_ERROR = ("error: params.yaml: experiments.final_training.buffer.restart_prob = 1.5: "
@@ -247,3 +248,25 @@ def test_a_per_scale_entry_applies_at_its_scale_only(tmp_path):
     path = write(tmp_path, lambda p: exp(p)["epochs"].update(cpu=20))   # -S experiments.final_training.epochs.cpu=20
     assert experiment_config(load_params(path, scale="cpu"), "final_training")["epochs"] == 20
     assert experiment_config(load_params(path, scale="seed"), "final_training")["epochs"] == 100
+
+
+def test_dvc_exp_run_set_params_take_effect(tmp_path):
+    """`-S` replaces a per-scale mapping by a plain value, or sets one scale's entry; both resolve."""
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"read": {
+        "cmd": "python -c \"open('out.txt', 'w').write('read')\"",
+        "params": ["train", "experiments", "evaluate"], "outs": [{"out.txt": {"cache": False}}]}}}))
+    run(["git", "init", "-q"], tmp_path)
+    dvc("init", "-q", cwd=tmp_path)
+    run(["git", "add", "-A"], tmp_path)
+    run(["git", "commit", "-qm", "params"], tmp_path)
+    dvc("exp", "run", "-S", "train.batch_size=64", "-S", "experiments.final_training.epochs.cpu=20",
+        "-S", "evaluate.num_samples=500", cwd=tmp_path)
+    diff = json.loads(dvc("params", "diff", "--json", cwd=tmp_path).stdout)["params.yaml"]
+    changed = {key: (v["old"], v["new"]) for key, v in diff.items()}
+    assert changed["experiments.final_training.epochs.cpu"] == (15, 20)
+    assert changed["train.batch_size"] == (None, 64) and changed["train.batch_size.cpu"] == (32, None)
+    for scale, epochs in [("cpu", 20), ("seed", 100)]:
+        params = load_params(tmp_path / "params.yaml", scale=scale)
+        final = experiment_config(params, "final_training")
+        assert (final["epochs"], final["batch_size"], params["evaluate"]["num_samples"]) == (epochs, 64, 500)
