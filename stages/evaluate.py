@@ -8,13 +8,14 @@ The protocol, the same for all five experiments (params.yaml `evaluate`, N = num
           `batch_size` chains at a time: what the energy function itself has learnt.
   buffer  N images of the checkpoint's replay buffer, drawn without replacement (with
           replacement only when it holds fewer): what training's persistent chains hold.
-Both are scored by `ebm.quality.sample_quality` against the test split, beside the floor (N
-train digits) and the ceiling (N noise images). Every random number comes from
+Both are scored by `ebm.quality.score` against the test split (density, coverage, precision,
+recall, realism-gated recognisable, per-class coverage, class entropy, ink, the Frechet
+distance), beside `real`: what N real train digits score the same way, and the noise ceiling. Every random number comes from
 evaluate.seed (starts and picks from seeded generators, the Langevin noise from the seeded
 global RNG), so a rerun on the same machine repeats the numbers.
 
-Writes metrics/eval/<name>.json, plots/eval/<name>_classes.csv (share of samples per
-predicted class) and 8x8 grids plots/eval/<name>/{fresh,buffer}.png. An experiment
+Writes metrics/eval/<name>.json, plots/eval/<name>_classes.csv (per predicted class: the share
+of samples and the class's coverage) and 8x8 grids plots/eval/<name>/{fresh,buffer}.png. An experiment
 without a checkpoint (initial_attempt's expected error, a run that diverged before its
 first epoch) gets status "no_model", null metrics and placeholder plots.
 """
@@ -33,23 +34,22 @@ from ebm.io import atomic_path, write_csv, write_json
 from ebm.judge import load_judge
 from ebm.model import load_trained
 from ebm.params import experiment_names, load_params
-from ebm.quality import references, sample_quality
+from ebm.quality import FIGURES, real_line, reference, rounded, score
 from ebm.runtime import pick_device, seed_everything
-from ebm.sampler import langevin
+from ebm.sampler import Chain, langevin
 from ebm.stage import run_stage
 
 GRID = 64
-QUALITY_KEYS = ("fld", "fld_floor", "fld_ceiling", "class_entropy", "confidence", "recognisable", "modes_covered")
 
 
-def fresh_samples(model, sampler, n, steps, batch_size, seed, device):
-    """n chains from U(-1, 1) (seeded), `steps` Langevin steps each, in batches; on the CPU."""
+def fresh_samples(model, chain, n, batch_size, seed, device):
+    """n chains from U(-1, 1) (seeded), `chain.steps` Langevin steps each, in batches; on the CPU."""
     starts = torch.Generator().manual_seed(seed)
     seed_everything(seed)                       # the Langevin noise comes from the global RNG
     out = []
     for begin in range(0, n, batch_size):
         x0 = (torch.rand((min(batch_size, n - begin), 1, 28, 28), generator=starts) * 2 - 1).to(device)
-        out.append(langevin(model, x0, steps, sampler["step_size"], sampler["noise_std"], sampler["grad_clamp"]).cpu())
+        out.append(langevin(model, x0, chain).cpu())
     return torch.cat(out)
 
 
@@ -69,11 +69,12 @@ def load_model(name, device):
     return load_trained(path, device)
 
 
-def score(judge, samples, refs):
-    quality = sample_quality(judge, samples, refs)
-    counts = quality.pop("class_counts")
-    return {k: round(v, 4) if isinstance(v, float) else v for k, v in quality.items()}, \
-        [c / max(sum(counts), 1) for c in counts]
+def scored(judge, samples, ref):
+    """(the figures for the metrics file, per-class columns for the classes CSV)."""
+    figures = score(judge, samples, ref)
+    counts, coverage = figures.pop("class_counts"), figures.pop("class_coverage")
+    figures.pop("n")
+    return rounded(figures), {"share": [c / max(sum(counts), 1) for c in counts], "coverage": coverage}
 
 
 def placeholder(path, text):
@@ -93,19 +94,20 @@ def evaluate(name, params):
     n, grids = cfg["num_samples"], Path("plots/eval") / name
     metrics = {"experiment": name, "status": "no_model", "train_status": train_status, "num_samples": n,
                "fresh_steps": cfg["fresh_steps"], "seed": cfg["seed"]}
-    shares = {"fresh": [None] * 10, "buffer": [None] * 10}
+    columns = {f"{kind}{suffix}": [None] * 10 for kind in ("fresh", "buffer") for suffix in ("", "_coverage")}
     if loaded is None:
-        metrics.update(fresh={k: None for k in QUALITY_KEYS}, buffer={k: None for k in QUALITY_KEYS})
+        metrics.update(fresh={k: None for k in FIGURES}, buffer={k: None for k in FIGURES})
         for kind in ("fresh", "buffer"):
             placeholder(grids / f"{kind}.png", f"no model ({train_status})")
     else:
         ckpt, model = loaded
         judge, digits = load_judge(device=device), load_digits()
-        refs = references(judge, digits, n, cfg["seed"])
+        ref = reference(judge, digits, n, cfg["seed"])
         sampler = {k: ckpt["config"]["sampler"][k] for k in ("step_size", "noise_std", "grad_clamp")}
         picked, replaced = buffer_samples(ckpt["buffer"], n, cfg["seed"] + 1)
         sampling = time.perf_counter()
-        fresh = fresh_samples(model, sampler, n, cfg["fresh_steps"], cfg["batch_size"], cfg["seed"] + 2, device)
+        fresh = fresh_samples(model, Chain(steps=cfg["fresh_steps"], **sampler), n, cfg["batch_size"],
+                              cfg["seed"] + 2, device)
         sampling = time.perf_counter() - sampling
         metrics.update(status=train_status or "unknown", checkpoint_epoch=ckpt["epoch"], sampler=sampler,
                        buffer_size=int(ckpt["buffer"]["size"]), buffer_with_replacement=replaced)
@@ -113,12 +115,13 @@ def evaluate(name, params):
             energy = {kind: round(model(x.to(device)).mean().item(), 4)
                       for kind, x in (("fresh", fresh), ("buffer", picked), ("test", to_unit_range(digits["x_test"])))}
         for kind, samples in (("fresh", fresh), ("buffer", picked)):
-            metrics[kind], shares[kind] = score(judge, samples, refs)
+            metrics[kind], per_class = scored(judge, samples, ref)
             metrics[kind]["energy"] = energy[kind]
+            columns[kind], columns[f"{kind}_coverage"] = per_class["share"], per_class["coverage"]
             save_grid(grids / f"{kind}.png", to_uint8(samples[:GRID]))
-        metrics.update(test_energy=energy["test"], fresh_sampling_s=round(sampling, 2))
+        metrics.update(real=rounded(real_line(ref)), test_energy=energy["test"], fresh_sampling_s=round(sampling, 2))
     metrics.update(wall_time_s=round(time.perf_counter() - started, 2), device=str(device))
-    write_csv(Path("plots/eval") / f"{name}_classes.csv", pd.DataFrame({"class": range(10), **shares}))
+    write_csv(Path("plots/eval") / f"{name}_classes.csv", pd.DataFrame({"class": range(10), **columns}))
     write_json(Path("metrics/eval") / f"{name}.json", metrics)
     return metrics
 
@@ -128,7 +131,7 @@ def main(argv=None):
     if len(argv) != 1 or argv[0] not in experiment_names():
         raise SystemExit(f"usage: python stages/evaluate.py <experiment>  ({' | '.join(experiment_names())})")
     metrics = evaluate(argv[0], load_params(sections=["evaluate"]))
-    scores = {kind: {k: metrics[kind][k] for k in ("fld", "class_entropy", "recognisable")}
+    scores = {kind: {k: metrics[kind][k] for k in ("density", "coverage", "recognisable", "class_entropy")}
               for kind in ("fresh", "buffer")}
     print({k: metrics[k] for k in ("experiment", "status", "wall_time_s")}, scores)
 

@@ -1,18 +1,20 @@
-"""Generate: long Langevin chains from the final experiment's model, judged as they run.
+"""Generate: long Langevin chains from noise under one trained model, judged as they run.
 
-    python stages/generate.py          # what `dvc repro generate` runs, from the repository root
+    python stages/generate.py long_run          # what `dvc repro generate@long_run` runs
+    python stages/generate.py final_training    # exp 5's model, for comparison
 
-Reads params.yaml `generate` and the checkpoint of `final_training`; runs `batch_size`
+Reads params.yaml `generate` and the model's checkpoint; runs `generate.chains[<model>]`
 chains for `steps` Langevin steps from U(-1, 1) noise (or from the model's replay buffer),
 with the noise std moving linearly from `noise_std` to `noise_std_final`. The chains are
 recorded at each step of `snapshots` (0 = the starting state; the last step always is) and
-scored there by the judge (ebm.quality). Writes, atomically:
-  plots/generate/hq_samples_k<steps>.png   the final grid (the seed's hq_samples_k20000.png)
-  plots/generate/chain_snapshots.png       `show_chains` chains (rows) at every snapshot (columns)
-  plots/generate/energy.csv                energy quantiles at every snapshot and every SEGMENT steps
-  plots/generate/class_counts.csv          the judge's predicted classes at every snapshot (a row each)
-  plots/generate/verdict.json              the verdict in full: every check with its rule, and a summary
-  metrics/generate.json                    judge metrics per snapshot and the verdict's numbers (see `verdict`)
+scored there by the judge (ebm.quality: density, coverage, gated recognisable, class entropy,
+ink, ...), beside what as many real digits score. Writes, atomically, in plots/generate/<model>/:
+  hq_samples_k<steps>.png   the final grid, the first 64 chains (EBM-MNIST-Journey's hq_samples_k20000.png)
+  chain_snapshots.png       `show_chains` chains (rows) at every snapshot (columns)
+  energy.csv                energy quantiles at every snapshot and every SEGMENT steps
+  class_counts.csv          the judge's predicted classes at every snapshot (a row each)
+  verdict.json              the verdict in full: every check with its rule, and a summary
+and metrics/generate/<model>.json: the figures per snapshot, the real line, the verdict's checks.
 Nijkamp et al. (2020): a model whose long chains stay realistic is "convergent"; one whose
 chains drift (oversaturate, collapse to few classes, dissolve into noise) learnt a sampler
 that only works for its short training chains. The verdict says which, from the numbers.
@@ -22,76 +24,76 @@ import sys
 import time
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+from ebm.buffer import uniform_noise
+from ebm.data import load_digits
+from ebm.images import save_grid, to_uint8
+from ebm.io import atomic_path, write_csv, write_json
+from ebm.judge import load_judge
+from ebm.model import load_trained
+from ebm.params import ParamsError, load_params
+from ebm.quality import real_line, reference, rounded, score
+from ebm.runtime import pick_device, seed_everything
+from ebm.sampler import Chain, langevin
+from ebm.stage import run_stage
 
-from ebm.buffer import uniform_noise  # noqa: E402
-from ebm.data import load_digits, to_unit_range  # noqa: E402
-from ebm.images import save_grid, to_uint8  # noqa: E402
-from ebm.io import atomic_path, write_csv, write_json  # noqa: E402
-from ebm.model import load_trained  # noqa: E402
-from ebm.params import ParamsError, load_params  # noqa: E402
-from ebm.runtime import pick_device, seed_everything  # noqa: E402
-from ebm.sampler import langevin  # noqa: E402
-from ebm.stage import run_stage  # noqa: E402
-
-EXPERIMENT = "final_training"
-CHECKPOINT = Path("checkpoints") / EXPERIMENT / "checkpoint.pt"
-TRAIN_METRICS = Path("metrics/train") / f"{EXPERIMENT}.json"
-JUDGE = Path("checkpoints/judge/judge.pt")
-OUT = Path("plots/generate")
-METRICS = Path("metrics/generate.json")
 SEGMENT = 500          # most steps per sampler call: the noise schedule is constant within one
 GRID = 64              # images in the final grid
-SATURATED = 0.99       # |pixel| >= this counts as saturated (at -1 or +1)
 
-# The verdict's rules (all on the judge's numbers; `position` = (fld - floor) / (ceiling - floor),
-# 0 = as close to the test set as real train digits, 1 = as far as uniform noise).
-REFERENCE_STEP = 1000  # "realistic at 1,000 steps?" is the baseline the last snapshot is compared with
-NOISE_POSITION = 0.5   # noise: position >= 0.5, the samples are nearer noise than digits
-DRIFT_POSITION = 0.1   # drift: position rises by more than 0.1 from the reference to the last snapshot
-ENTROPY_DROP = 0.1     # class collapse: class entropy (normalised, 1 = uniform) falls by more than 0.1
-RECOGNISABLE_DROP = 0.2  # fading: the recognisable fraction falls by more than 0.2
-WHITE_FACTOR = 2.0     # oversaturation: more than 2x the test digits' fraction of pixels at +1
+# The verdict's rules: realistic and diverse at REFERENCE_STEP, and still so at the last step.
+REFERENCE_STEP = 1000  # the chains' first realistic state: the last snapshot is compared with it
+MIN_ENTROPY = 0.9      # diverse: class entropy (1 = uniform) at least this at every snapshot >= REFERENCE_STEP ...
+MIN_MODES = 10         # ... and every class holding at least 2% of the chains
+KEEP_FRACTION = 0.9    # no drift: coverage and density at the last step >= 90% of their reference values ...
+FLD_GROWTH = 1.2       # ... and the Frechet distance at most 1.2x its reference value
+MIN_RECOGNISABLE = 0.6  # legible at the last step: gated recognisable >= 0.6 ...
+MIN_VS_REAL = 0.7      # ... and >= 70% of what real digits score
+PIXEL_FACTOR = 1.5     # ink and saturated-pixel fractions within 1.5x of the test digits' (either way)
 
 
 def fail(message):
     raise SystemExit(f"error: generate: {message}")
 
 
-def snapshot_steps(cfg):
+def chains_for(cfg, name):
+    """How many chains to run for this model: `generate.chains` names every model generation runs."""
+    if name not in cfg["chains"]:
+        raise ParamsError(f"params.yaml: generate.chains has no entry {name!r} "
+                          f"(models it names: {', '.join(cfg['chains'])})")
+    return cfg["chains"][name]
+
+
+def snapshot_steps(cfg, chains):
     """The sorted snapshot steps; the last step is always one. A step beyond `steps` is an error."""
     beyond = [s for s in cfg["snapshots"] if s > cfg["steps"]]
     if beyond:
         raise ParamsError(f"params.yaml: generate.snapshots = {cfg['snapshots']}: step {beyond[0]} is beyond "
                           f"generate.steps = {cfg['steps']} (a snapshot must be in [0, steps])")
-    if cfg["show_chains"] > cfg["batch_size"]:
+    if cfg["show_chains"] > chains:
         raise ParamsError(f"params.yaml: generate.show_chains = {cfg['show_chains']}: must be at most "
-                          f"generate.batch_size = {cfg['batch_size']}")
+                          f"the {chains} chains run")
     return sorted(set(cfg["snapshots"]) | {cfg["steps"]})
 
 
-def load_model(device):
-    """The final experiment's checkpoint and EnergyNet; fail clearly unless its training ended ok."""
-    if not TRAIN_METRICS.is_file() or not CHECKPOINT.is_file():
-        fail(f"no trained model ({TRAIN_METRICS} or {CHECKPOINT} is missing); "
-             f"run `dvc repro train@{EXPERIMENT}` first")
-    record = json.loads(TRAIN_METRICS.read_text())
-    if record.get("status") != "ok":
-        fail(f"{EXPERIMENT} has training status {record.get('status')!r} ({record.get('error')}), not 'ok'; "
-             f"generation needs a finished training: rerun `dvc repro train@{EXPERIMENT}`")
-    return load_trained(CHECKPOINT, device)
+def load_model(name, device):
+    """The model's checkpoint and EnergyNet; fail clearly unless its training ended ok."""
+    record, checkpoint = Path("metrics/train") / f"{name}.json", Path("checkpoints") / name / "checkpoint.pt"
+    if not record.is_file() or not checkpoint.is_file():
+        fail(f"no trained model ({record} or {checkpoint} is missing); run `dvc repro train@{name}` first")
+    status = json.loads(record.read_text())
+    if status.get("status") != "ok":
+        fail(f"{name} has training status {status.get('status')!r} ({status.get('error')}), not 'ok'; "
+             f"generation needs a finished training: rerun `dvc repro train@{name}`")
+    return load_trained(checkpoint, device)
 
 
-def initial_chains(cfg, ckpt, device):
+def initial_chains(cfg, n, ckpt, device):
     generator = torch.Generator().manual_seed(cfg["seed"])
-    n = cfg["batch_size"]
     if cfg["init"] == "noise":
         return uniform_noise(n, (1, 28, 28), "cpu", generator).to(device)
     images, size = ckpt["buffer"]["images"], ckpt["buffer"]["size"]
@@ -100,11 +102,6 @@ def initial_chains(cfg, ckpt, device):
     else:
         picks = torch.randint(0, size, (n,), generator=generator)
     return images[picks].to(device)
-
-
-def pixel_stats(x):
-    x = torch.as_tensor(x).float()
-    return {"saturated": float((x.abs() >= SATURATED).float().mean()), "white": float((x >= SATURATED).float().mean())}
 
 
 def run_chains(model, x, cfg, snapshots):
@@ -131,7 +128,7 @@ def run_chains(model, x, cfg, snapshots):
             frac = (start + end) / 2 / steps
             noise_std = cfg["noise_std"] + (cfg["noise_std_final"] - cfg["noise_std"]) * frac
             began = time.perf_counter()
-            x = langevin(model, x, end - start, cfg["step_size"], noise_std, cfg["grad_clamp"])
+            x = langevin(model, x, Chain.of(cfg, steps=end - start, noise_std=noise_std))
             if x.is_cuda:
                 torch.cuda.synchronize()
             sampling_s += time.perf_counter() - began
@@ -141,92 +138,79 @@ def run_chains(model, x, cfg, snapshots):
 
 
 def judge_snapshots(kept, cfg, device):
-    from ebm.judge import load_judge
-    from ebm.quality import references, sample_quality
-
-    try:
-        judge = load_judge(JUDGE, device=device)
-    except FileNotFoundError as err:
-        fail(str(err))
-    refs = references(judge, load_digits(), n=cfg["batch_size"], seed=cfg["seed"])
+    """({step: rounded figures}, class counts per snapshot, the real line at N = the chains)."""
+    judge = load_judge(device=device)
+    ref = reference(judge, load_digits(), n=len(next(iter(kept.values()))), seed=cfg["seed"])
     out, class_counts = {}, []
     for step, samples in sorted(kept.items()):
-        quality = sample_quality(judge, samples, refs)
-        counts = quality.pop("class_counts", None) or [0] * 10
-        m = {k: v if isinstance(v, int) else round(float(v), 4) + 0.0 for k, v in quality.items() if k != "n"}
-        m.update({k: round(v, 4) for k, v in pixel_stats(samples).items()})
-        out[str(step)] = m
+        figures = score(judge, samples, ref)
+        counts = figures.pop("class_counts")
+        for unused in ("n", "class_coverage", "confident"):
+            figures.pop(unused)
+        out[str(step)] = rounded(figures)
         class_counts.append({"step": step, **{str(d): int(c) for d, c in enumerate(counts)}})
-    return out, pd.DataFrame(class_counts)
+    return out, pd.DataFrame(class_counts), rounded(real_line(ref))
 
 
-def position(m):
-    span = m["fld_ceiling"] - m["fld_floor"]
-    return (m["fld"] - m["fld_floor"]) / span if span > 0 else float("nan")
+def verdict(per_step, real):
+    """Diverse and legible from REFERENCE_STEP on, and no drift to the last step? Rules at the top.
 
-
-def verdict(per_step, data_white):
-    """Realistic at REFERENCE_STEP, then stays so / drifts by the last snapshot? Rules at the top."""
+    real: the real line (test digits' ink and saturated fractions among it)."""
     steps = sorted(int(s) for s in per_step)
     last = steps[-1]
-    later = [s for s in steps if REFERENCE_STEP <= s < last]      # REFERENCE_STEP itself, else the next one,
-    earlier = [s for s in steps if 0 < s < last]                    # else the latest before the last
-    ref = later[0] if later else (earlier[-1] if earlier else None)
-    m_last = per_step[str(last)]
-    white_limit = WHITE_FACTOR * data_white
+    later = [s for s in steps if REFERENCE_STEP <= s]
+    ref = later[0] if later and later[0] < last else ([s for s in steps if 0 < s < last] or [last])[-1]
+    judged = [s for s in steps if s >= ref]
+    m_ref, m_last = per_step[str(ref)], per_step[str(last)]
 
-    def state_checks(m, step):
-        return {f"noise@{step}": {"value": round(position(m), 4), "rule": f"fld position >= {NOISE_POSITION}",
-                                  "fired": bool(position(m) >= NOISE_POSITION)},
-                f"oversaturated@{step}": {"value": round(m["white"], 4),
-                                          "rule": f"pixels at +1 > {WHITE_FACTOR} x test digits' {data_white:.4f}",
-                                          "fired": bool(m["white"] > white_limit)}}
+    def ratio(a, b):
+        return round(a / b, 4) if b else None     # None: no reference value to compare with
 
-    result = {"reference_step": ref, "last_step": last, "position_last": round(position(m_last), 4)}
-    if ref is None:
-        checks = state_checks(m_last, last)
-        fired = [k for k, c in checks.items() if c["fired"]]
-        result.update(checks=checks, verdict="realistic at the last step" if not fired else "not realistic",
-                      summary=f"no snapshot between 0 and {last}: only the last state is judged; "
-                              + ("no rule fired" if not fired else "fired: " + ", ".join(fired)))
-        return result
-    m_ref = per_step[str(ref)]
-    ref_checks = state_checks(m_ref, ref)
-    checks = {**ref_checks, **state_checks(m_last, last),
-              "drift": {"value": round(position(m_last) - position(m_ref), 4),
-                        "rule": f"fld position rises by > {DRIFT_POSITION} from step {ref}",
-                        "fired": bool(position(m_last) - position(m_ref) > DRIFT_POSITION)},
-              "class_collapse": {"value": round(m_last["class_entropy"] - m_ref["class_entropy"], 4),
-                                 "rule": f"class entropy falls by > {ENTROPY_DROP} from step {ref}",
-                                 "fired": bool(m_ref["class_entropy"] - m_last["class_entropy"] > ENTROPY_DROP)},
-              "fading": {"value": round(m_last["recognisable"] - m_ref["recognisable"], 4),
-                         "rule": f"recognisable fraction falls by > {RECOGNISABLE_DROP} from step {ref}",
-                         "fired": bool(m_ref["recognisable"] - m_last["recognisable"] > RECOGNISABLE_DROP)}}
-    at_ref = [k for k in ref_checks if checks[k]["fired"]]
-    later_fired = [k for k in checks if k not in ref_checks and checks[k]["fired"]]
-    numbers = (f"fld {m_ref['fld']:.3g} at step {ref} -> {m_last['fld']:.3g} at step {last} "
-               f"(floor {m_last['fld_floor']:.3g}, ceiling {m_last['fld_ceiling']:.3g}); class entropy "
-               f"{m_ref['class_entropy']:.3f} -> {m_last['class_entropy']:.3f}; recognisable "
-               f"{m_ref['recognisable']:.3f} -> {m_last['recognisable']:.3f}; pixels at +1 "
-               f"{m_ref['white']:.3f} -> {m_last['white']:.3f} (test digits {data_white:.3f})")
-    if at_ref:
-        word = "not realistic at the reference step"
-        why = "fired at the reference: " + ", ".join(at_ref)
-        why += ("; later: " + ", ".join(later_fired)) if later_fired else ""
-    elif later_fired:
-        word, why = "drifts", "fired: " + ", ".join(later_fired)
-    else:
-        word, why = "stays realistic", "no rule fired"
-    result.update(checks=checks, verdict=word,
-                  summary=f"{word} (reference step {ref}, last step {last}): {why}. {numbers}")
-    return result
+    checks = {
+        "diverse": {"value": min(per_step[str(s)]["class_entropy"] for s in judged),
+                    "rule": f"class entropy >= {MIN_ENTROPY} and {MIN_MODES} classes covered at every snapshot "
+                            f"from step {ref} to {last}",
+                    "passed": all(per_step[str(s)]["class_entropy"] >= MIN_ENTROPY and
+                                  per_step[str(s)]["modes_covered"] >= MIN_MODES for s in judged)},
+        "coverage_kept": {"value": ratio(m_last["coverage"], m_ref["coverage"]),
+                          "rule": f"coverage at step {last} >= {KEEP_FRACTION} x its value at step {ref}",
+                          "passed": m_last["coverage"] >= KEEP_FRACTION * m_ref["coverage"]},
+        "density_kept": {"value": ratio(m_last["density"], m_ref["density"]),
+                         "rule": f"density at step {last} >= {KEEP_FRACTION} x its value at step {ref}",
+                         "passed": m_last["density"] >= KEEP_FRACTION * m_ref["density"]},
+        "fld_kept": {"value": ratio(m_last["fld"], m_ref["fld"]),
+                     "rule": f"Frechet distance at step {last} <= {FLD_GROWTH} x its value at step {ref}",
+                     "passed": m_last["fld"] <= FLD_GROWTH * m_ref["fld"]},
+        "legible": {"value": m_last["recognisable"],
+                    "rule": f"gated recognisable at step {last} >= {MIN_RECOGNISABLE} and >= {MIN_VS_REAL} x real "
+                            f"digits' ({real['recognisable']})",
+                    "passed": m_last["recognisable"] >= MIN_RECOGNISABLE and
+                              m_last["recognisable_vs_real"] >= MIN_VS_REAL},
+    }
+    for pixels in ("ink", "saturated"):
+        share = ratio(m_last[pixels], real[f"test_{pixels}"])
+        checks[pixels] = {"value": share,
+                          "rule": f"{pixels} fraction at step {last} within {PIXEL_FACTOR}x of the test digits' "
+                                  f"({real[f'test_{pixels}']})",
+                          "passed": share is not None and 1 / PIXEL_FACTOR <= share <= PIXEL_FACTOR}
+    checks = {k: {**c, "passed": bool(c["passed"])} for k, c in checks.items()}
+    failed = [k for k, c in checks.items() if not c["passed"]]
+    word = "stays realistic" if not failed else "drifts or fails"
+    numbers = (f"class entropy {m_ref['class_entropy']:.3f} -> {m_last['class_entropy']:.3f}; coverage "
+               f"{m_ref['coverage']:.3f} -> {m_last['coverage']:.3f}; density {m_ref['density']:.3f} -> "
+               f"{m_last['density']:.3f}; fld {m_ref['fld']:.3g} -> {m_last['fld']:.3g}; recognisable "
+               f"{m_ref['recognisable']:.3f} -> {m_last['recognisable']:.3f} (real digits {real['recognisable']})")
+    summary = (f"{word} (step {ref} -> {last}): " + ("every check passed" if not failed else
+                                                     "failed: " + ", ".join(failed)) + f". {numbers}")
+    return {"reference_step": ref, "last_step": last, "verdict": word, "failed": failed, "checks": checks,
+            "summary": summary}
 
 
 def metric_view(judged):
     """The verdict as `dvc metrics show` columns: numbers, flags and the one-word verdict. The rules'
-    text and the summary sentence stay in plots/generate/verdict.json, where they do not widen the table."""
-    view = {k: v for k, v in judged.items() if k not in ("checks", "summary")}
-    view["checks"] = {k: {"value": c["value"], "fired": c["fired"]} for k, c in judged["checks"].items()}
+    text and the summary sentence stay in verdict.json, where they do not widen the table."""
+    view = {k: v for k, v in judged.items() if k not in ("checks", "summary", "failed")}
+    view["checks"] = {k: {"value": c["value"], "passed": c["passed"]} for k, c in judged["checks"].items()}
     return view
 
 
@@ -248,39 +232,42 @@ def save_snapshot_grid(path, kept, show):
     plt.close(fig)
 
 
-def main():
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        raise SystemExit("usage: python stages/generate.py <model>   (a name in params.yaml generate.chains)")
+    name = argv[0]
     params = load_params(sections=["generate"])
     device, cfg = pick_device(params["device"]), params["generate"]
-    snapshots = snapshot_steps(cfg)
+    chains = chains_for(cfg, name)
+    snapshots = snapshot_steps(cfg, chains)
     seed_everything(cfg["seed"])
-    ckpt, model = load_model(device)
+    ckpt, model = load_model(name, device)
     started = time.perf_counter()
-    kept, energy, sampling_s = run_chains(model, initial_chains(cfg, ckpt, device), cfg, snapshots)
+    kept, energy, sampling_s = run_chains(model, initial_chains(cfg, chains, ckpt, device), cfg, snapshots)
 
-    data_white = pixel_stats(to_unit_range(load_digits()["x_test"]))["white"]
-    per_step, class_counts = judge_snapshots(kept, cfg, device)
+    per_step, class_counts, real = judge_snapshots(kept, cfg, device)
     for step, frame in energy.groupby("step"):
         if str(step) in per_step:
             per_step[str(step)]["energy_mean"] = round(float(frame["mean"].iloc[0]), 4)
 
-    final = kept[cfg["steps"]]
-    for stale in OUT.glob("hq_samples_k*.png"):
+    out = Path("plots/generate") / name
+    for stale in out.glob("hq_samples_k*.png"):
         if stale.name != f"hq_samples_k{cfg['steps']}.png":
             stale.unlink()
-    save_grid(OUT / f"hq_samples_k{cfg['steps']}.png", to_uint8(final[:GRID]))
-    save_snapshot_grid(OUT / "chain_snapshots.png", kept, cfg["show_chains"])
-    write_csv(OUT / "energy.csv", energy)
-    write_csv(OUT / "class_counts.csv", class_counts)
-    judged = verdict(per_step, data_white)
-    write_json(OUT / "verdict.json", judged)
-    result = {"experiment": EXPERIMENT, "checkpoint_epoch": ckpt.get("epoch"), "steps": cfg["steps"],
-              "batch_size": cfg["batch_size"], "init": cfg["init"], "device": str(device),
+    save_grid(out / f"hq_samples_k{cfg['steps']}.png", to_uint8(kept[cfg["steps"]][:GRID]))
+    save_snapshot_grid(out / "chain_snapshots.png", kept, cfg["show_chains"])
+    write_csv(out / "energy.csv", energy)
+    write_csv(out / "class_counts.csv", class_counts)
+    judged = verdict(per_step, real)
+    write_json(out / "verdict.json", judged)
+    result = {"experiment": name, "checkpoint_epoch": ckpt.get("epoch"), "steps": cfg["steps"],
+              "chains": chains, "init": cfg["init"], "device": str(device),
               "wall_time_s": round(time.perf_counter() - started, 2), "sampling_s": round(sampling_s, 2),
-              "langevin_img_steps_per_s": round(cfg["steps"] * cfg["batch_size"] / sampling_s, 1),
-              "test_digits_white": round(data_white, 4), "snapshots": per_step,
-              "verdict": metric_view(judged)}
-    write_json(METRICS, result)
-    print(f"generate: {cfg['steps']} steps x {cfg['batch_size']} chains on {device} in {result['wall_time_s']} s; "
+              "langevin_img_steps_per_s": round(cfg["steps"] * chains / sampling_s, 1),
+              "real": real, "snapshots": per_step, "verdict": metric_view(judged)}
+    write_json(Path("metrics/generate") / f"{name}.json", result)
+    print(f"generate {name}: {cfg['steps']} steps x {chains} chains on {device} in {result['wall_time_s']} s; "
           f"{judged['summary']}")
 
 

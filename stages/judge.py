@@ -4,8 +4,8 @@
 
 Reads `judge` from params.yaml; writes checkpoints/judge/judge.pt and metrics/judge.json:
 its test accuracy (how far to trust its verdicts) and, as a yardstick for the evaluation,
-the scores of the real test digits themselves (confidence, recognisable) and the Frechet
-floor (train digits) and ceiling (noise) at N = the test split's size.
+what real train digits score against the test split at N = the test split's size (`real`:
+density, coverage, gated recognisable, ...; see ebm.quality) and the noise ceiling.
 """
 import time
 
@@ -13,7 +13,7 @@ from ebm.data import load_digits, to_unit_range
 from ebm.io import write_json
 from ebm.judge import accuracy, save_judge, train_judge
 from ebm.params import load_params
-from ebm.quality import class_metrics, embed, references
+from ebm.quality import real_line, reference, rounded
 from ebm.runtime import pick_device
 from ebm.stage import run_stage
 
@@ -32,15 +32,13 @@ def main():
     wall_time_s = time.perf_counter() - started
     save_judge(CHECKPOINT, judge)
 
-    real = class_metrics(embed(judge, x_test)[1])
-    refs = references(judge, digits, len(x_test), cfg["seed"])
+    ref = reference(judge, digits, len(x_test), cfg["seed"])
     metrics = {
         "test_accuracy": round(accuracy(judge, x_test, digits["y_test"]), 4),
         "train_accuracy": round(accuracy(judge, x_train, digits["y_train"]), 4),
         "train_size": len(x_train), "test_size": len(x_test), "epochs": cfg["epochs"],
         "wall_time_s": round(wall_time_s, 2), "device": str(device),
-        "test_confidence": round(real["confidence"], 4), "test_recognisable": round(real["recognisable"], 4),
-        "reference_n": refs["n"], "fld_floor": round(refs["floor"], 4), "fld_ceiling": round(refs["ceiling"], 4),
+        "real": rounded(real_line(ref)),
     }
     write_json(METRICS, metrics)
     print(f"judge: test accuracy {metrics['test_accuracy']:.4f} on {len(x_test)} digits "

@@ -21,19 +21,16 @@ import re
 import sys
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
 import matplotlib.ticker
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from ebm.io import atomic_path, write_text  # noqa: E402
-from ebm.params import experiment_config, load_params  # noqa: E402
-EXPERIMENTS = []   # the journey, in params.yaml's order: set by main()
-from ebm.stage import run_stage  # noqa: E402
+from ebm.io import atomic_path, write_text
+from ebm.params import experiment_config, load_params
+from ebm.stage import run_stage
 
 OUT = Path("report")
+EXPERIMENTS = []   # the journey, in params.yaml's order: set by main()
 GENERATE = "generation"
 EXPECTED_ERROR = "element 0 of tensors does not require grad"
 PROTOCOL = "buffer"       # the eval protocol the agreement rules read: the seed's grids are training

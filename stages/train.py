@@ -4,8 +4,10 @@
     torchrun --nproc_per_node 4 stages/train.py final_training   # data-parallel, 4 GPUs
 
 Reads `train` and `experiments.<name>` from params.yaml; writes metrics/train/<name>.json,
-plots/train/<name>.csv (curves), plots/samples/<name>/samples_epoch_NNN.png and the
-checkpoint checkpoints/<name>/checkpoint.pt, from which a rerun after a crash resumes.
+plots/train/<name>.csv (curves), plots/negatives/<name>.csv (what the judge makes of the
+training negatives at each epoch's end: class histogram, class entropy, coverage, ...),
+plots/samples/<name>/samples_epoch_NNN.png and the checkpoint checkpoints/<name>/checkpoint.pt,
+from which a rerun after a crash resumes. The judge (`dvc repro judge`) must exist first.
 """
 import math
 import sys
@@ -21,15 +23,20 @@ from ebm.buffer import ReplayBuffer
 from ebm.data import content_hash, load_digits, to_unit_range
 from ebm.images import save_grid, to_uint8
 from ebm.io import save_torch, write_csv, write_json
+from ebm.judge import load_judge
 from ebm.model import EnergyNet
 from ebm.objective import contrastive_loss
 from ebm.params import experiment_config, load_params
+from ebm.quality import reference, rounded, score
 from ebm.runtime import pick_device, place, rng_state, seed_everything, set_rng_state
-from ebm.sampler import fast_input_grad, langevin
+from ebm.sampler import Chain, fast_input_grad, langevin
 from ebm.stage import run_stage
 
 CURVE_COLUMNS = ["step", "epoch", "loss", "e_pos", "e_neg", "cd", "reg", "r1", "grad_norm", "lr"]
 SUMMARY_TERMS = ["loss", "e_pos", "e_neg", "cd", "reg", "r1"]
+TRACKED = 1000          # the most recent negatives scored at each epoch's end (those of the last ~31
+                        # iterations at batch 32): as many as the evaluation scores, so figures compare
+TRACKED_FIGURES = ["class_entropy", "modes_covered", "coverage", "density", "recognisable", "ink", "saturated"]
 
 
 class Diverged(Exception):
@@ -45,6 +52,7 @@ class Experiment:
         seed_everything(cfg["seed"] + rank)   # each rank its own noise; DDP copies rank 0's weights
         self.net = place(EnergyNet(cfg["model"]["width"]), device)
         self.model = distributed.wrap(self.net, world, device)   # the loss goes through DDP
+        self.chain = Chain.of(cfg["sampler"])
         self.sampler_grad = fast_input_grad(self.net, cfg["sampler"]["precision"], cfg["sampler"]["compile"])
         opt = cfg["optim"]
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=opt["lr"], betas=(opt["beta1"], opt["beta2"]))
@@ -53,6 +61,7 @@ class Experiment:
         capacity = max(1, buf["capacity"] // world)                # each rank holds one shard
         self.buffer = ReplayBuffer(capacity, buf["restart_prob"], min(buf["initial_fill"], capacity), device=device)
         self.epoch, self.history, self.grids, self.wall_time_s, self.sampling_s = 0, [], {}, 0.0, 0.0
+        self.tracked = []   # one row per epoch: the judge's figures of that epoch's latest negatives
 
     # ---- checkpoint: rank 0 holds everything; other ranks add their buffer and RNG ----
     def checkpoint(self):
@@ -62,6 +71,7 @@ class Experiment:
         return {**shard, "config": self.cfg, "data_hash": self.data_hash, "world": self.world,
                 "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "schedule": self.schedule.state_dict(), "history": self.history, "grids": self.grids,
+                "tracked": self.tracked,
                 "wall_time_s": self.wall_time_s, "sampling_s": self.sampling_s}
 
     def resume(self, folder):
@@ -83,6 +93,7 @@ class Experiment:
         self.buffer.load_state_dict(own["buffer"])
         set_rng_state(own["rng"])
         self.epoch, self.history, self.grids = ckpt["epoch"], ckpt["history"], ckpt["grids"]
+        self.tracked = ckpt.get("tracked", [])
         self.wall_time_s, self.sampling_s = ckpt["wall_time_s"], ckpt["sampling_s"]
         print(f"train: resuming {self.name} from {main} at epoch {self.epoch}", file=sys.stderr)
         return True
@@ -92,8 +103,8 @@ class Experiment:
         cfg, s = self.cfg, self.cfg["sampler"]
         x_pos = (x_pos + cfg["loss"]["data_noise_std"] * torch.randn_like(x_pos)).clamp(-1, 1)
         started = time.perf_counter()
-        x_neg = langevin(self.net, self.buffer.sample(len(x_pos)), s["steps"], s["step_size"],
-                         s["noise_std"], s["grad_clamp"], s["no_grad_bug"], grad_fn=self.sampler_grad)
+        x_neg = langevin(self.net, self.buffer.sample(len(x_pos)), self.chain, no_grad_bug=s["no_grad_bug"],
+                         grad_fn=self.sampler_grad)
         self.sampling_s += time.perf_counter() - started
         self.buffer.push(x_neg)
         loss, terms = contrastive_loss(self.model, x_pos, x_neg, cfg["loss"]["alpha"], cfg["loss"]["r1_weight"])
@@ -108,6 +119,14 @@ class Experiment:
         self.optimizer.step()
         terms.update(grad_norm=grad_norm.item(), lr=self.optimizer.param_groups[0]["lr"])
         return x_neg, terms
+
+    def track(self, judge, ref):
+        """Score the buffer's TRACKED latest negatives with the judge (draws no random numbers)."""
+        figures = score(judge, self.buffer.latest(TRACKED), ref)
+        shares = [c / figures["n"] for c in figures["class_counts"]]
+        self.tracked.append({"step": len(self.history), "epoch": self.epoch,
+                             **rounded({k: figures[k] for k in TRACKED_FIGURES}),
+                             **{f"class_{d}": round(v, 4) for d, v in enumerate(shares)}})
 
     def run_epoch(self, images, progress):
         cfg, batch = self.cfg, self.cfg["batch_size"]
@@ -152,6 +171,8 @@ def summary(history):
 def write_outputs(exp, paths, status, error=None):
     cfg = exp.cfg
     write_csv(paths["curve"], curves(exp.history, cfg["log_every"]))
+    write_csv(paths["negatives"], pd.DataFrame(exp.tracked, columns=["step", "epoch", *TRACKED_FIGURES,
+                                                                      *[f"class_{d}" for d in range(10)]]))
     for epoch, grid in exp.grids.items():
         save_grid(paths["samples"] / f"samples_epoch_{epoch:03d}.png", grid)
     # Git keeps no empty folder: without a file here, a clone (or a queued experiment's workspace)
@@ -180,12 +201,16 @@ def train(name, params):
     if cfg["train_subset"]:
         images = images[: cfg["train_subset"]]
     paths = {"checkpoints": Path("checkpoints") / name, "samples": Path("plots/samples") / name,
-             "curve": Path("plots/train") / f"{name}.csv", "metrics": Path("metrics/train") / f"{name}.json"}
+             "curve": Path("plots/train") / f"{name}.csv", "negatives": Path("plots/negatives") / f"{name}.csv",
+             "metrics": Path("metrics/train") / f"{name}.json"}
     for folder in (paths["samples"], paths["checkpoints"]):
         folder.mkdir(parents=True, exist_ok=True)   # DVC wants every declared output, even after an error
 
     exp = Experiment(name, cfg, device, content_hash(digits), rank, world)
     exp.resume(paths["checkpoints"])
+    if rank == 0:
+        judge = load_judge(device=device)
+        ref = reference(judge, digits, TRACKED, seed=0)
     own_checkpoint = paths["checkpoints"] / ("checkpoint.pt" if rank == 0 else f"checkpoint_rank{rank}.pt")
     total = (len(images) // cfg["batch_size"]) * cfg["epochs"]
     status, error = "ok", None
@@ -196,6 +221,8 @@ def train(name, params):
                 started = time.perf_counter()
                 exp.run_epoch(images, progress)
                 exp.wall_time_s += time.perf_counter() - started
+                if rank == 0:
+                    exp.track(judge, ref)
                 save_torch(own_checkpoint, exp.checkpoint())
                 if rank == 0:
                     write_outputs(exp, paths, "running")

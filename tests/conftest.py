@@ -1,10 +1,4 @@
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "stages"))
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ def tiny_params(params):
     params["experiments"]["final_training"]["epochs"] = 2
     params["judge"]["epochs"] = 1
     params["evaluate"].update(num_samples=48, fresh_steps=5, batch_size=48)
-    params["generate"].update(steps=20, batch_size=16, snapshots=[0, 10, 20], show_chains=4)
+    params["generate"].update(steps=20, chains={"final_training": 16}, snapshots=[0, 10, 20], show_chains=4)
     return params
 
 
@@ -69,7 +69,7 @@ def dvc(*args, cwd, check=True):
 
 def make_repo(where, edit=tiny_params):
     """Copy the project (code and config, no outputs) into `where` and commit it."""
-    for name in ["stages", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"]:
+    for name in ["stages", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "matplotlibrc"]:
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, where / name, ignore=shutil.ignore_patterns("__pycache__"))

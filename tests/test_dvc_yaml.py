@@ -2,7 +2,7 @@
 
   * every stage's deps cover the `ebm` modules its script imports, transitively;
   * every stage but check_params depends on check_params' output;
-  * each training curve overlays exactly params.yaml's experiments, in their order.
+  * each curve overlays exactly params.yaml's experiments, in their order.
 """
 import re
 
@@ -59,9 +59,10 @@ def test_one_stage_per_experiment_from_params_yaml():
     assert "initial_attempt" not in yaml.safe_dump(DVC_YAML["stages"])    # named in params.yaml only
 
 
-def test_training_curves_overlay_every_experiment():
-    curves = [next(iter(p.values())) for p in DVC_YAML["plots"] if isinstance(p, dict)
-              and next(iter(p.values())).get("x") == "step" and isinstance(next(iter(p.values()))["y"], dict)]
-    assert len(curves) == 7
-    for curve in curves:
-        assert list(curve["y"]) == [f"plots/train/{name}.csv" for name in EXPERIMENTS]
+def test_curves_overlay_every_experiment():
+    curves = [props for plot in DVC_YAML["plots"] if isinstance(plot, dict)
+              for props in plot.values() if isinstance(props.get("y"), dict)]
+    folders = [next(iter(curve["y"])).rsplit("/", 1)[0] for curve in curves]
+    assert folders == ["plots/train"] * 7 + ["plots/negatives"] * 2
+    for folder, curve in zip(folders, curves):
+        assert list(curve["y"]) == [f"{folder}/{name}.csv" for name in EXPERIMENTS]

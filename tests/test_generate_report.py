@@ -49,6 +49,7 @@ def fake(tmp_path_factory):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["device"] = "cpu"
     raw["generate"].update(steps=STEPS, snapshots=SNAPSHOTS, batch_size=BATCH, show_chains=4)
+    raw["generate"].pop("at_scale", None)
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
 
     rng = np.random.default_rng(0)

@@ -7,7 +7,7 @@ import torch
 from ebm.buffer import ReplayBuffer
 from ebm.model import EnergyNet, count_parameters
 from ebm.objective import contrastive_loss
-from ebm.sampler import langevin
+from ebm.sampler import Chain, langevin
 
 
 class QuadraticEnergy(torch.nn.Module):
@@ -28,7 +28,7 @@ def test_langevin_lowers_energy_and_stays_in_range():
     torch.manual_seed(0)
     energy = QuadraticEnergy()
     x0 = torch.rand(16, 1, 28, 28) * 2 - 1
-    x = langevin(energy, x0, steps=30, step_size=0.1, noise_std=0.01, grad_clamp=0.5)
+    x = langevin(energy, x0, Chain(30, 0.1, 0.01, 0.5))
     assert energy(x).mean() < 0.1 * energy(x0).mean()
     assert x.min() >= -1 and x.max() <= 1
     assert not x.requires_grad
@@ -38,15 +38,15 @@ def test_langevin_leaves_model_parameters_untouched():
     torch.manual_seed(0)
     model = EnergyNet(width=8)
     before = [p.detach().clone() for p in model.parameters()]
-    langevin(model, torch.rand(4, 1, 28, 28) * 2 - 1, steps=3, step_size=10, noise_std=0.005, grad_clamp=0.03)
+    langevin(model, torch.rand(4, 1, 28, 28) * 2 - 1, Chain(steps=3, step_size=10, noise_std=0.005, grad_clamp=0.03))
     assert all(p.grad is None for p in model.parameters())
     assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
 
 
 def test_no_grad_bug_raises_the_seeds_runtime_error():
     with pytest.raises(RuntimeError, match="element 0 of tensors does not require grad and does not have a grad_fn"):
-        langevin(EnergyNet(width=8), torch.zeros(2, 1, 28, 28), steps=2, step_size=10, noise_std=0.005,
-                 grad_clamp=0.03, no_grad_bug=True)
+        langevin(EnergyNet(width=8), torch.zeros(2, 1, 28, 28), Chain(steps=2, step_size=10, noise_std=0.005,
+                 grad_clamp=0.03), no_grad_bug=True)
 
 
 def test_buffer_restart_fraction_matches_probability():

@@ -100,8 +100,12 @@ BAD = [
       "experiments.final_training.buffer.capacity = 64"]),
     ("snapshot beyond the steps", lambda p: p["generate"].update(snapshots=[0, 100, 30000]),
      ["generate.snapshots = [0, 100, 30000]: step 30000 is beyond generate.steps = 20000"]),
-    ("more chains shown than run", lambda p: p["generate"].update(show_chains=65),
-     ["generate.show_chains = 65: must be at most generate.batch_size = 64"]),
+    ("more chains shown than run", lambda p: p["generate"].update(show_chains=257),
+     ["generate.show_chains = 257: must be at most generate.chains.final_training = 256"]),
+    ("chains of a model that is no experiment", lambda p: p["generate"]["chains"].update(sixth_try=64),
+     ["generate.chains.sixth_try: no such experiment (experiments: initial_attempt, "]),
+    ("per-scale chains miss a scale", lambda p: p["generate"]["chains"].update(final_training={"cpu": 64}),
+     ["generate.chains.final_training = {'cpu': 64}", "or a mapping of each scale (cpu, seed) to one"]),
     # sizes that cannot fit in memory: n images of 28x28 float32
     ("buffer beyond memory", lambda p: p["train"]["buffer"].update(capacity=10**12, initial_fill=1),
      ["train.buffer.capacity = 1000000000000: 1000000000000 images of 28x28 float32 take 2.8 PiB, "
@@ -110,8 +114,9 @@ BAD = [
      ["train.batch_size.seed = 100000000000: ", "take 285.2 TiB", "(with scale: seed)"]),
     ("evaluation samples beyond memory", lambda p: p["evaluate"].update(num_samples=10**12),
      ["evaluate.num_samples = 1000000000000: ", "take 2.8 PiB"]),
-    ("generation chains beyond memory", lambda p: p["generate"].update(batch_size=10**12),
-     ["generate.batch_size = 1000000000000: ", "take 2.8 PiB"]),
+    ("generation chains beyond memory", lambda p: p["generate"]["chains"]["final_training"].update(seed=10**12),
+     ["generate.chains = {'final_training': 1000000000000}: 1000000000000 images", "take 2.8 PiB",
+      "(with scale: seed)"]),
     ("missing key", lambda p: p["train"]["optim"].pop("beta2"),
      ["missing key train.optim.beta2"]),
     ("unknown section", lambda p: p.update(trian={"seed": 1}),
@@ -234,10 +239,11 @@ def test_train_stage_fails_in_one_line_and_touches_nothing(tmp_path, change, arg
     (lambda p: p["train"].update(sample_epochs=[3]),
      lambda ps: experiment_config(ps, "final_training")["sample_epochs"], [3]),
     (lambda p: p["evaluate"].update(num_samples=500), lambda ps: ps["evaluate"]["num_samples"], 500),
-    (lambda p: p["generate"].update(batch_size=32), lambda ps: ps["generate"]["batch_size"], 32),
+    (lambda p: p["generate"]["chains"].update(final_training=32),
+     lambda ps: ps["generate"]["chains"]["final_training"], 32),
     (lambda p: p["data"].update(source="torchvision"), lambda ps: ps["data"]["source"], "torchvision"),
 ], ids=["experiment epochs", "train.batch_size", "train.sample_epochs", "evaluate.num_samples",
-        "generate.batch_size", "data.source"])
+        "generate.chains", "data.source"])
 def test_a_plain_value_applies_at_both_scales(tmp_path, scale, change, read, value):
     before = read(load_params(write(tmp_path, lambda p: p.update(scale=scale))))
     assert before != value

@@ -11,7 +11,7 @@ import torch
 
 from ebm.model import EnergyNet
 from ebm.runtime import place
-from ebm.sampler import fast_input_grad, input_grad, langevin
+from ebm.sampler import Chain, fast_input_grad, input_grad, langevin
 
 spec = importlib.util.spec_from_file_location("bench", Path(__file__).parents[1] / "benchmarks" / "sampler.py")
 bench = importlib.util.module_from_spec(spec)
@@ -28,7 +28,7 @@ def test_fast_sampler_matches_the_tutorial_loop(threads):
     torch.manual_seed(5)
     plain = bench.reference_loop(model, x0, steps=8)
     torch.manual_seed(5)
-    fast = langevin(placed, x0, 8, bench.STEP, bench.NOISE, bench.CLAMP, threads=threads)
+    fast = langevin(placed, x0, Chain(8, bench.STEP, bench.NOISE, bench.CLAMP), threads=threads)
     assert torch.allclose(plain, fast, atol=1e-5), (plain - fast).abs().max()
     assert torch.get_num_threads() >= 1 and all(p.requires_grad for p in placed.parameters())
 
@@ -46,7 +46,7 @@ def test_place_uses_channels_last_on_cpu_and_keeps_the_energies():
 def test_no_grad_bug_reaches_the_worker_threads():
     """Grad mode is per thread: the bug must still raise when slices run on other threads."""
     with pytest.raises(RuntimeError, match="does not require grad"):
-        langevin(EnergyNet(8), torch.zeros(4, 1, 28, 28), 2, 10, 0.005, 0.03, no_grad_bug=True, threads=2)
+        langevin(EnergyNet(8), torch.zeros(4, 1, 28, 28), Chain(2, 10, 0.005, 0.03), no_grad_bug=True, threads=2)
 
 
 # The CUDA speed paths, checked for their logic on the CPU (CI has no GPU). The "eager"
@@ -77,18 +77,18 @@ def test_langevin_with_a_compiled_gradient_matches_and_the_bug_still_raises():
     x0 = torch.rand(6, 1, 28, 28) * 2 - 1
     compiled = fast_input_grad(model, "fp32", True, backend="eager")
     torch.manual_seed(3)
-    plain = langevin(model, x0, 4, bench.STEP, bench.NOISE, bench.CLAMP)
+    plain = langevin(model, x0, Chain(4, bench.STEP, bench.NOISE, bench.CLAMP))
     for threads in (1, 2):   # one slice is the CUDA path: the chain must come out detached there too
         torch.manual_seed(3)
-        fast = langevin(model, x0, 4, bench.STEP, bench.NOISE, bench.CLAMP, threads=threads, grad_fn=compiled)
+        fast = langevin(model, x0, Chain(4, bench.STEP, bench.NOISE, bench.CLAMP), threads=threads, grad_fn=compiled)
         assert torch.allclose(plain, fast, atol=1e-6) and not fast.requires_grad
     with pytest.raises(RuntimeError, match="does not require grad"):   # experiment 1 ignores the fast path
-        langevin(model, x0, 2, 10, 0.005, 0.03, no_grad_bug=True, grad_fn=compiled)
+        langevin(model, x0, Chain(2, 10, 0.005, 0.03), no_grad_bug=True, grad_fn=compiled)
 
 
 def test_thread_settings_are_restored_after_sampling():
     before = torch.get_num_threads(), sys.getswitchinterval()
-    langevin(EnergyNet(8), torch.zeros(4, 1, 28, 28), 2, 10, 0.005, 0.03, threads=2)
+    langevin(EnergyNet(8), torch.zeros(4, 1, 28, 28), Chain(2, 10, 0.005, 0.03), threads=2)
     assert (torch.get_num_threads(), sys.getswitchinterval()) == before
 
 

@@ -42,6 +42,12 @@ class ReplayBuffer:
         self.head = int((self.head + n) % self.capacity)
         self.size = min(self.size + n, self.capacity)
 
+    def latest(self, n):
+        """The n images written most recently (fewer if the buffer holds fewer), newest last."""
+        n = min(n, self.size)
+        slots = (self.head - n + torch.arange(n, device=self.device)) % self.capacity
+        return self.images[slots]
+
     def state_dict(self):
         return {"images": self.images[: self.size].clone() if self.size < self.capacity else self.images.clone(),
                 "size": self.size, "head": self.head}

@@ -84,8 +84,10 @@ def load_judge(path="checkpoints/judge/judge.pt", device="cpu"):
     """The trained judge in eval mode, its parameters frozen; run `dvc repro judge` first."""
     from pathlib import Path
 
+    from ebm.data import DataError
+
     if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: the judge is missing; run `dvc repro judge` (or `python stages/judge.py`)")
+        raise DataError(f"{path}: the judge is missing; run `dvc repro judge` (or `python stages/judge.py`)")
     state = torch.load(path, map_location=device, weights_only=True)
     model = LeNet5().to(device)
     model.load_state_dict(state["model"])

@@ -60,19 +60,26 @@ class Field:
         if self.choices:
             return "one of " + " | ".join(map(str, self.choices))
         what = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-                "ints": "a list of integers"}[self.kind]
+                "ints": "a list of integers", "counts": "a mapping of names to integers"}[self.kind]
         if self.lo is not None or self.hi is not None:
             left = "(" if self.lo_open else "["
             what += f" in {left}{self.lo if self.lo is not None else '-inf'}, " \
                     f"{str(self.hi) + ']' if self.hi is not None else 'inf)'}"
         return what + (" or null" if self.optional else "")
 
+    def at_scale(self, value, path, scale):
+        """A mapping of every scale to a value: this scale's value and key path; else as it is."""
+        if not isinstance(value, dict) or (self.kind == "counts" and set(value) != set(SCALES)):
+            return value, path
+        if set(value) != set(SCALES):
+            raise ParamsError(f"params.yaml: {path} = {value!r}: must be {self.describe()}, "
+                              f"or a mapping of each scale ({', '.join(SCALES)}) to one")
+        return value[scale], f"{path}.{scale}"
+
     def check(self, value, path, scale):
-        if isinstance(value, dict):          # one value per scale: pick this scale's
-            if set(value) != set(SCALES):
-                raise ParamsError(f"params.yaml: {path} = {value!r}: must be {self.describe()}, "
-                                  f"or a mapping of each scale ({', '.join(SCALES)}) to one")
-            path, value = f"{path}.{scale}", value[scale]
+        value, path = self.at_scale(value, path, scale)
+        if self.kind == "counts" and isinstance(value, dict):      # each count may differ by scale too
+            value = {k: Field(int).at_scale(v, f"{path}.{k}", scale)[0] for k, v in value.items()}
         if value is None and self.optional:
             return None
         ok_type = {
@@ -81,20 +88,23 @@ class Field:
             bool: isinstance(value, bool),
             str: isinstance(value, str),
             "ints": isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
+            "counts": isinstance(value, dict) and value and all(isinstance(v, int) and not isinstance(v, bool)
+                                                                for v in value.values()),
         }[self.kind]
         if not ok_type or (self.choices and value not in self.choices):
             raise ParamsError(f"params.yaml: {path} = {value!r}: must be {self.describe()}")
-        for v in (value if self.kind == "ints" else [value]):
+        numbers = value if self.kind == "ints" else list(value.values()) if self.kind == "counts" else [value]
+        for v in numbers:
             if isinstance(v, str):
                 continue
             too_low = self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo)
             too_high = self.hi is not None and v > self.hi
             if too_low or too_high:
                 raise ParamsError(f"params.yaml: {path} = {value!r}: must be {self.describe()}")
-        if self.images and value * IMAGE_BYTES > physical_memory():
-            raise ParamsError(f"params.yaml: {path} = {value!r}: {value} images of 28x28 float32 take "
-                              f"{size(value * IMAGE_BYTES)}, more than this machine's "
-                              f"{size(physical_memory())} of memory")
+            if self.images and v * IMAGE_BYTES > physical_memory():
+                raise ParamsError(f"params.yaml: {path} = {value!r}: {v} images of 28x28 float32 take "
+                                  f"{size(v * IMAGE_BYTES)}, more than this machine's "
+                                  f"{size(physical_memory())} of memory")
         return float(value) if self.kind is float else value
 
 
@@ -181,7 +191,7 @@ EVALUATE = {
 GENERATE = {
     "seed": Field(int, lo=0),
     "steps": positive_int(),
-    "batch_size": image_count(),
+    "chains": Field("counts", lo=1, images=True),   # model name -> how many chains
     "init": Field(str, choices=("noise", "buffer")),
     "step_size": positive(),
     "noise_std": non_negative(),
@@ -218,8 +228,9 @@ def _snapshots(cfg, at):
 
 
 def _show_chains(cfg, at):
-    if cfg["show_chains"] > cfg["batch_size"]:
-        return f"{at}show_chains = {cfg['show_chains']}: must be at most {at}batch_size = {cfg['batch_size']}"
+    for name, chains in cfg["chains"].items():
+        if cfg["show_chains"] > chains:
+            return f"{at}show_chains = {cfg['show_chains']}: must be at most {at}chains.{name} = {chains}"
 
 
 RULES = {"train": [_initial_fill], "generate": [_snapshots, _show_chains]}
@@ -311,6 +322,10 @@ def _validate_sections(raw, scale, sections):
         else:
             params[section] = validate(raw[section], SCHEMA[section], f"{section}.", scale)
             check_rules(section, params[section], f"{section}.")
+    models = set(params["generate"]["chains"]) - set(raw.get("experiments") or {}) if "generate" in params else ()
+    if models:
+        raise ParamsError(f"params.yaml: generate.chains.{sorted(models)[0]}: no such experiment "
+                          f"(experiments: {', '.join(raw.get('experiments') or {})})")
     return params
 
 

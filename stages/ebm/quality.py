@@ -1,27 +1,59 @@
-"""Numbers for samples, measured by the judge (`ebm.judge.LeNet5`).
+"""Numbers for samples, measured in the judge's 84-d features (`ebm.judge.LeNet5`) against
+the real test digits, each reported beside what real digits themselves score.
 
-fld              Frechet distance between the judge's 84-d features of the samples and of the
-                 whole test split (FID with LeNet in place of Inception): lower is better.
-fld_floor        the same for real train digits (as many as the samples): what real data scores.
-fld_ceiling      the same for U(-1, 1) noise images: what no model at all scores.
-class_entropy    entropy of the predicted-class histogram / log 10: 1 = every class equally
-                 often, 0 = a single class (mode collapse).
-confidence       mean max-probability; recognisable: fraction with max-probability >= 0.9.
-modes_covered    classes that get at least 2% of the samples (10 = all).
+Two questions, kept apart: "are these digits?" (fidelity) and "are all digits there?"
+(diversity). A confident label alone answers neither: the judge labels saturated speckle
+with 0.9 confidence too. So every figure is measured in feature space against real digits:
 
-The Frechet distance depends on the number of samples (it is biased upwards for small N),
-so the floor and the ceiling are computed at the N of the samples they stand beside.
+fidelity   density      Naeem et al. 2020 (k = 5): how many real samples' k-NN balls hold a
+                        sample, / k, averaged; about 1 for real digits, near 0 for noise.
+           precision    Kynkaanniemi et al. 2019 (k = 3): the fraction of samples inside at
+                        least one real sample's k-NN ball.
+           recognisable the judge is at least 0.9 sure of the class AND the sample lies inside
+                        some real k = 3 ball (realism score >= 1): a confident label on
+                        something unlike any real digit does not count.
+diversity  coverage     Naeem et al. 2020 (k = 5): the fraction of real samples whose k-NN ball
+                        holds at least one sample.
+           recall       Kynkaanniemi et al. 2019 (k = 3), the converse of precision.
+           class_coverage coverage within each class the judge predicts (real and samples
+                        split by predicted class): a model that draws only 1s and 7s scores
+                        0 on eight classes however well it draws those two.
+           class_entropy entropy of the predicted-class histogram / log 10 (1 = uniform).
+           modes_covered classes that get at least 2% of the samples (10 = all).
+both       fld          Frechet distance of the features to the test split's (FID with LeNet).
+pixels     ink, saturated  mean fraction of pixels above 0, and at |x| >= 0.99.
+
+Calibration: `reference` scores N real train digits (disjoint from the test split) the same
+way: the "as good as real digits" line, at the same N as the samples (coverage, recall and
+the Frechet distance all depend on N). It also scores N uniform-noise images (fld_ceiling).
+
+Libraries: density, coverage, precision and recall come from `prdc` (the authors' own
+package), checked on hand-computed cases in tests/test_quality.py; note that it counts a
+sample on a ball's boundary as outside (strict <), where the papers write <=. The Frechet
+distance stays the 20 lines below: torchmetrics' FrechetInceptionDistance agrees with them to
+1e-12 on these features but re-embeds the images through its own module and adds two
+dependencies, and its eigenvalue route is no faster on 84 x 84 matrices.
 """
-from typing import TypedDict
-
+import contextlib
+import io
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from prdc import compute_prdc
+from prdc.prdc import compute_nearest_neighbour_distances, compute_pairwise_distance
 from scipy import linalg
 
-RECOGNISABLE = 0.9      # max-probability at which a sample counts as a recognisable digit
+RECOGNISABLE = 0.9      # max-probability at which the judge's label counts as sure
 MODE_SHARE = 0.02       # share of samples at which a class counts as covered
+DENSITY_K = 5           # Naeem et al.'s k for density and coverage
+PRECISION_K = 3         # Kynkaanniemi et al.'s k for precision, recall and the realism gate
+SATURATED = 0.99        # |pixel| >= this counts as saturated (at -1 or +1)
+
+# The figures `score` returns, in the order tables show them.
+FIGURES = ("fld", "density", "coverage", "precision", "recall", "recognisable", "class_entropy",
+           "modes_covered", "min_class_coverage", "confidence", "ink", "saturated")
 
 
 @torch.no_grad()
@@ -60,45 +92,119 @@ def frechet_distance(features_a, features_b):
 
 
 def class_metrics(probs):
-    """Class histogram, its normalised entropy, confidence and coverage of (N, 10) probabilities."""
+    """Class histogram, its normalised entropy, confidence and modes of (N, 10) probabilities."""
     probs = np.asarray(probs, np.float64)
     counts = np.bincount(probs.argmax(1), minlength=10) if len(probs) else np.zeros(10, np.int64)
     share = counts / max(len(probs), 1)
     nonzero = share[share > 0]
-    max_prob = probs.max(1) if len(probs) else np.zeros(0)
     return {
         "class_entropy": float(max(-(nonzero * np.log(nonzero)).sum() / np.log(10), 0.0)),
-        "confidence": float(max_prob.mean()) if len(probs) else float("nan"),
-        "recognisable": float((max_prob >= RECOGNISABLE).mean()) if len(probs) else float("nan"),
+        "confidence": float(probs.max(1).mean()) if len(probs) else float("nan"),
         "modes_covered": int((share >= MODE_SHARE).sum()),
         "class_counts": [int(c) for c in counts],
     }
 
 
-class References(TypedDict):
-    test_features: np.ndarray   # (len(test), 84) features of the whole test split
-    floor: float                # FLD of n train digits vs the test split
-    ceiling: float              # FLD of n U(-1, 1) noise images vs the test split
-    n: int                      # samples behind the floor and the ceiling
+def pixel_stats(images):
+    """Mean fraction of pixels above 0 (ink) and at |x| >= SATURATED, of images in [-1, 1]."""
+    x = torch.as_tensor(images).float()
+    return {"ink": float((x > 0).float().mean()), "saturated": float((x.abs() >= SATURATED).float().mean())}
 
 
-def references(judge, digits, n, seed):
-    """The test features and the floor and ceiling at N = n (the floor at min(n, len(train)))."""
+@dataclass
+class RealSet:
+    """The real test digits in feature space, with the k-NN radii every figure needs."""
+    features: np.ndarray        # (M, 84)
+    classes: np.ndarray         # (M,) the judge's predicted class of each
+    radii_precision: np.ndarray  # distance of each to its PRECISION_K-th nearest neighbour
+    class_radii: dict           # class -> DENSITY_K-NN radii within that class (absent if too few)
+
+    @classmethod
+    def of(cls, features, probs):
+        classes = probs.argmax(1)
+        class_radii = {c: compute_nearest_neighbour_distances(features[classes == c], DENSITY_K)
+                       for c in range(10) if (classes == c).sum() > DENSITY_K}
+        return cls(features, classes, compute_nearest_neighbour_distances(features, PRECISION_K), class_radii)
+
+
+def _quietly(fn, *args, **kwargs):
+    with contextlib.redirect_stdout(io.StringIO()):     # prdc prints the set sizes on every call
+        return fn(*args, **kwargs)
+
+
+def manifold_metrics(real, features, probs):
+    """Density, coverage, precision, recall, the realism gate and per-class coverage of samples."""
+    if len(features) <= DENSITY_K:
+        raise ValueError(f"{len(features)} samples: need more than k = {DENSITY_K} for density and coverage")
+    dc = _quietly(compute_prdc, real.features, features, DENSITY_K)
+    pr = _quietly(compute_prdc, real.features, features, PRECISION_K)
+    # Realism >= 1 (Kynkaanniemi et al.): inside at least one real sample's k = 3 ball, prdc's strict <.
+    inside = (compute_pairwise_distance(real.features, features) < real.radii_precision[:, None]).any(0)
+    classes = probs.argmax(1)
+    per_class = []
+    for c in range(10):
+        mine = features[classes == c]
+        if c not in real.class_radii or not len(mine):
+            per_class.append(0.0)
+            continue
+        nearest = compute_pairwise_distance(real.features[real.classes == c], mine).min(1)
+        per_class.append(float((nearest < real.class_radii[c]).mean()))
+    sure = probs.max(1) >= RECOGNISABLE
+    return {"density": float(dc["density"]), "coverage": float(dc["coverage"]),
+            "precision": float(pr["precision"]), "recall": float(pr["recall"]),
+            "recognisable": float((sure & inside).mean()), "confident": float(sure.mean()),
+            "class_coverage": per_class, "min_class_coverage": min(per_class)}
+
+
+@dataclass
+class Reference:
+    real: RealSet       # the test split
+    real_line: dict     # what N real train digits score (score's figures): the line to reach
+    fld_ceiling: float  # the Frechet distance of N U(-1, 1) noise images
+    n: int
+    test_pixels: dict   # ink and saturated fractions of the test digits themselves
+
+
+def reference(judge, digits, n, seed):
+    """The test split as a RealSet, and the real-digit line and noise ceiling at N = n."""
     from ebm.data import to_unit_range
 
     generator = torch.Generator().manual_seed(seed)
-    test_features, _ = embed(judge, to_unit_range(digits["x_test"]))
-    n_floor = min(n, len(digits["x_train"]))
-    picks = torch.randperm(len(digits["x_train"]), generator=generator)[:n_floor].numpy()
-    train_features, _ = embed(judge, to_unit_range(digits["x_train"][np.sort(picks)]))
+    test = to_unit_range(digits["x_test"])
+    real = RealSet.of(*embed(judge, test))
+    ref = Reference(real=real, real_line={}, fld_ceiling=float("nan"), n=n, test_pixels=pixel_stats(test))
+    n_real = min(n, len(digits["x_train"]))
+    picks = torch.randperm(len(digits["x_train"]), generator=generator)[:n_real].numpy()
+    ref.real_line = score(judge, to_unit_range(digits["x_train"][np.sort(picks)]), ref)
     noise = torch.rand((n, 1, 28, 28), generator=generator) * 2 - 1
-    noise_features, _ = embed(judge, noise)
-    return References(test_features=test_features, floor=frechet_distance(train_features, test_features),
-                      ceiling=frechet_distance(noise_features, test_features), n=n)
+    ref.fld_ceiling = frechet_distance(embed(judge, noise)[0], real.features)
+    return ref
 
 
-def sample_quality(judge, samples, refs):
-    """{"fld", "fld_floor", "fld_ceiling", **class_metrics} of samples (N, 1, 28, 28) in [-1, 1]."""
+def score(judge, samples, ref):
+    """Every figure of samples (N, 1, 28, 28) in [-1, 1], and recognisable as a fraction of what
+    real digits score (`recognisable_vs_real`), so a stricter or laxer judge moves both."""
     features, probs = embed(judge, samples)
-    return {"fld": frechet_distance(features, refs["test_features"]),
-            "fld_floor": refs["floor"], "fld_ceiling": refs["ceiling"], **class_metrics(probs)}
+    out = {"n": len(samples), "fld": frechet_distance(features, ref.real.features),
+           **manifold_metrics(ref.real, features, probs), **class_metrics(probs), **pixel_stats(samples)}
+    if ref.real_line:
+        real = ref.real_line["recognisable"]
+        out["recognisable_vs_real"] = out["recognisable"] / real if real else 0.0
+    return out
+
+
+def real_line(ref):
+    """The real-digit line and the noise ceiling as one metrics block: the figures to compare with."""
+    return {"n": ref.n, **{k: ref.real_line[k] for k in FIGURES}, "fld_ceiling": ref.fld_ceiling,
+            **{f"test_{k}": v for k, v in ref.test_pixels.items()}}
+
+
+def rounded(figures, digits=4):
+    """A score's floats rounded for a metrics file (lists too); ints and None as they are."""
+    def one(v):
+        if isinstance(v, float):
+            return round(v, digits) + 0.0     # + 0.0: no -0.0 in the files
+        if isinstance(v, list):
+            return [one(x) for x in v]
+        return v
+    return {k: one(v) for k, v in figures.items()}

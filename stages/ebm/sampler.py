@@ -17,15 +17,29 @@ and only the sampler uses them: the loss and its R1 double backward stay uncompi
 """
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import torch
 
 from ebm.runtime import cpu_cores
 
 
-def langevin(energy, x, steps, step_size, noise_std, grad_clamp, no_grad_bug=False, threads=None,
-             grad_fn=None):
-    """Run `steps` Langevin steps from `x` (left unchanged); return the detached samples.
+@dataclass(frozen=True)
+class Chain:
+    """One Langevin chain's settings, passed as one object: two floats swapped by position
+    would fail silently. `Chain.of(cfg)` takes them from a params section holding these keys."""
+    steps: int
+    step_size: float
+    noise_std: float
+    grad_clamp: float
+
+    @classmethod
+    def of(cls, cfg, **changes):
+        return cls(**{**{k: cfg[k] for k in ("steps", "step_size", "noise_std", "grad_clamp")}, **changes})
+
+
+def langevin(energy, x, chain, *, no_grad_bug=False, threads=None, grad_fn=None):
+    """Run `chain.steps` Langevin steps from `x` (left unchanged); return the detached samples.
 
     no_grad_bug: reproduce experiment 1 of the seed, which sampled inside
     `torch.no_grad()`. The energy then carries no graph and the gradient call raises
@@ -52,8 +66,9 @@ def langevin(energy, x, steps, step_size, noise_std, grad_clamp, no_grad_bug=Fal
         with torch.no_grad():
             grad[start:stop] = result
 
+    step_size, noise_std, grad_clamp = chain.step_size, chain.noise_std, chain.grad_clamp
     with _CpuSlices(parts) as pool:
-        for _ in range(steps):
+        for _ in range(chain.steps):
             if noise_std > 0:
                 x.add_(noise.normal_(0.0, noise_std)).clamp_(-1.0, 1.0)
             if pool is None:
