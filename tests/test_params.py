@@ -78,6 +78,8 @@ BAD = [
      ["experiments.sixth try: an experiment's name must be a word"]),
     ("experiment not a mapping", lambda p: p["experiments"].update(final_training=[1, 2]),
      ["experiments.final_training = [1, 2]", "must be a mapping"]),
+    ("scale by scale", lambda p: p.update(scale={"cpu": "cpu", "seed": "seed"}),
+     ["scale = {'cpu': 'cpu', 'seed': 'seed'}: must be one of cpu | seed"]),
     ("unknown scale", lambda p: p.update(scale="gpu"),
      ["scale = 'gpu'", "must be one of cpu | seed"]),
     ("unknown device", lambda p: p.update(device="tpu"),

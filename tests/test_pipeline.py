@@ -35,11 +35,11 @@ def test_metrics_show_tells_each_experiment(repo):
     evaluation = data["metrics/eval/final_training.json"]["data"]
     assert evaluation["fresh"]["fld_floor"] < evaluation["fresh"]["fld_ceiling"]
     assert data["metrics/eval/initial_attempt.json"]["data"]["status"] == "no_model"
-    assert "metrics/generate.json" in data
+    assert "metrics/generate/final_training.json" in data
 
 
 def test_outputs_on_disk(repo):
-    assert (repo / "plots/generate/hq_samples_k20.png").is_file()
+    assert (repo / "plots/generate/final_training/hq_samples_k20.png").is_file()
     assert (repo / f"plots/samples/final_training/samples_epoch_{FINAL_EPOCHS:03d}.png").is_file()
     assert (repo / "report/index.html").is_file()
 

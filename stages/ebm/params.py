@@ -71,7 +71,7 @@ class Field:
         """A mapping of every scale to a value: this scale's value and key path; else as it is."""
         if not isinstance(value, dict) or (self.kind == "counts" and set(value) != set(SCALES)):
             return value, path
-        if set(value) != set(SCALES):
+        if set(value) != set(SCALES) or scale is None:     # None: `scale` itself, which cannot vary by scale
             raise ParamsError(f"params.yaml: {path} = {value!r}: must be {self.describe()}, "
                               f"or a mapping of each scale ({', '.join(SCALES)}) to one")
         return value[scale], f"{path}.{scale}"
