@@ -1,8 +1,11 @@
 """The generate and report stages end to end, on a tiny fake pipeline in a temporary folder.
 
 The fake holds what the earlier stages would have written: a few hundred synthetic digits,
-a tiny final_training checkpoint in the train stage's format, an untrained judge, and a
-handful of metrics files (one experiment with expected_error, one with no eval, one not run).
+a tiny final_training checkpoint in the train stage's format, an untrained judge, and
+metrics files in the current formats, made so that every agreement word shows up:
+initial_attempt, loss_collapse, mode_collapse and final_training agree, blob_collapse's loss
+misses -5 (at scale cpu: "not reproduced at this scale", with no eval at all), and long_run
+has a training record but no negatives ("not run").
 """
 import html.parser
 import json
@@ -24,11 +27,17 @@ from ebm.data import save_digits
 from ebm.images import save_grid
 from ebm.judge import LeNet5, save_judge
 from ebm.model import EnergyNet
-from ebm.params import experiment_config, load_params
+from ebm.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
+MODEL = "final_training"
 
-STEPS, SNAPSHOTS, BATCH = 20, [0, 5, 20], 16
+STEPS, SNAPSHOTS, CHAINS = 20, [0, 5, 20], 16
+
+# The words the report must give each step of the fake (params.yaml scale: cpu).
+EXPECTED = {"initial_attempt": "agrees", "loss_collapse": "agrees", "blob_collapse": "not reproduced at this scale",
+            "mode_collapse": "agrees", "final_training": "agrees", "long_run": "not run",
+            f"generation from {MODEL}": "not reproduced at this scale"}
 
 
 def write_json(path, obj):
@@ -36,9 +45,17 @@ def write_json(path, obj):
     path.write_text(json.dumps(obj))
 
 
-def quality(fld, entropy, recog, modes):
-    return {"fld": fld, "fld_floor": 1.0, "fld_ceiling": 300.0, "class_entropy": entropy, "confidence": 0.8,
-            "recognisable": recog, "modes_covered": modes}
+REAL = {"n": 16, "fld": 1.0, "density": 0.95, "coverage": 0.9, "precision": 0.9, "recall": 0.9, "recognisable": 0.8,
+        "class_entropy": 0.95, "modes_covered": 10, "min_class_coverage": 0.5, "confidence": 0.9, "ink": 0.13,
+        "saturated": 0.83, "fld_ceiling": 300.0, "test_ink": 0.13, "test_saturated": 0.83}
+
+
+def quality(entropy, recog, modes, density=0.5, coverage=0.5, min_cov=0.3, saturated=0.8):
+    """A `fresh` or `buffer` block of metrics/eval/<name>.json."""
+    return {"fld": 40.0, "density": density, "coverage": coverage, "precision": 0.5, "recall": 0.5,
+            "recognisable": recog, "confident": recog, "min_class_coverage": min_cov, "class_entropy": entropy,
+            "confidence": 0.8, "modes_covered": modes, "ink": 0.13, "saturated": saturated,
+            "recognisable_vs_real": recog / REAL["recognisable"], "energy": -1.0}
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +64,10 @@ def fake(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     shutil.copytree(ROOT / "stages", root / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["device"] = "cpu"
-    raw["generate"].update(steps=STEPS, snapshots=SNAPSHOTS, batch_size=BATCH, show_chains=4)
+    raw["scale"], raw["device"] = "cpu", "cpu"
+    raw["generate"].update(steps=STEPS, snapshots=SNAPSHOTS, chains={MODEL: CHAINS}, show_chains=4)
     raw["generate"].pop("at_scale", None)
-    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
 
     rng = np.random.default_rng(0)
     x = (rng.random((300, 28, 28)) < 0.15).astype(np.uint8) * 255
@@ -60,15 +77,16 @@ def fake(tmp_path_factory):
                                             "train_size": 200, "test_size": 100, "content_hash": digest})
 
     params = load_params(root / "params.yaml", sections=["train", "experiments"])
-    cfg = experiment_config(params, "final_training")
+    cfg = params["experiments"][MODEL]
     cfg["model"]["width"] = 8
     torch.manual_seed(0)
     buffer = ReplayBuffer(32, 0.2, 32)
-    (root / "checkpoints/final_training").mkdir(parents=True)
+    (root / f"checkpoints/{MODEL}").mkdir(parents=True)
     torch.save({"config": cfg, "model": EnergyNet(8).state_dict(), "buffer": buffer.state_dict(), "epoch": 10},
-               root / "checkpoints/final_training/checkpoint.pt")
+               root / f"checkpoints/{MODEL}/checkpoint.pt")
     save_judge(root / "checkpoints/judge/judge.pt", LeNet5())
-    write_json(root / "metrics/judge.json", {"test_accuracy": 0.1, "wall_time_s": 1.0})
+    write_json(root / "metrics/judge.json", {"test_accuracy": 0.1, "wall_time_s": 1.0, "device": "cpu",
+                                             "real": {**REAL, "n": 1000}})
 
     base = {"epochs_done": 1, "iterations": 10, "wall_time_s": 2.0, "device": "cpu", "error": None}
     trains = {
@@ -76,8 +94,11 @@ def fake(tmp_path_factory):
                             "element 0 of tensors does not require grad and does not have a grad_fn"},
         "loss_collapse": {"status": "ok", "final_loss": -0.99, "final_e_pos": -1.0, "final_e_neg": 1.0},
         "blob_collapse": {"status": "ok", "final_loss": -3.0, "final_e_pos": -3.0, "final_e_neg": 3.0},
+        "mode_collapse": {"status": "ok", "final_loss": 0.02, "final_e_pos": 0.1, "final_e_neg": 0.1},
         "final_training": {"status": "ok", "final_loss": 0.01, "final_e_pos": 0.1, "final_e_neg": 0.1},
-    }   # mode_collapse: not run
+        "long_run": {"status": "ok", "final_loss": 0.01, "final_e_pos": 0.1, "final_e_neg": 0.1},
+    }
+    blank = torch.zeros(16, 1, 28, 28, dtype=torch.uint8)
     for name, record in trains.items():
         write_json(root / f"metrics/train/{name}.json", {**base, "experiment": name, **record})
         curve = pd.DataFrame({"step": [10, 20], "epoch": [1, 1], "loss": [0.1, record.get("final_loss", 0)],
@@ -85,56 +106,80 @@ def fake(tmp_path_factory):
                               "grad_norm": [0, 0], "lr": [1e-4, 1e-4]})
         (root / "plots/train").mkdir(parents=True, exist_ok=True)
         (curve.iloc[:0] if name == "initial_attempt" else curve).to_csv(root / f"plots/train/{name}.csv", index=False)
-    blank = torch.zeros(16, 1, 28, 28, dtype=torch.uint8)
-    save_grid(root / "plots/samples/final_training/samples_epoch_010.png", blank)
-    for name in ("loss_collapse", "final_training"):   # the others have no eval yet
+        if name != "initial_attempt":
+            save_grid(root / f"plots/samples/{name}/samples_epoch_001.png", blank)
+    save_grid(root / "plots/samples/initial_attempt/no_samples.png", blank[:1] + 128)
+    negatives = pd.DataFrame({"step": [10, 20], "epoch": [1, 2], "class_entropy": [0.8, 0.95], "modes_covered": [9, 10],
+                              "coverage": [0.3, 0.5], "density": [0.4, 0.6], "recognisable": [0.5, 0.7],
+                              "ink": [0.13, 0.13], "saturated": [0.8, 0.8],
+                              **{f"class_{d}": [0.1, 0.1] for d in range(10)}})
+    (root / "plots/negatives").mkdir(parents=True)
+    negatives.to_csv(root / f"plots/negatives/{MODEL}.csv", index=False)      # long_run: none ("not run")
+
+    evals = {   # blob_collapse: no eval (its loss decides); initial_attempt: no model
+        "initial_attempt": {"status": "no_model", "train_status": "expected_error",
+                            "fresh": {k: None for k in quality(0, 0, 0)}, "buffer": {k: None for k in quality(0, 0, 0)}},
+        "loss_collapse": {"fresh": quality(0.3, 0.0, 3, density=0.01), "buffer": quality(0.3, 0.0, 3, density=0.02)},
+        "mode_collapse": {"fresh": quality(0.5, 0.6, 3), "buffer": quality(0.5, 0.6, 3)},
+        "final_training": {"fresh": quality(0.95, 0.7, 10), "buffer": quality(0.97, 0.8, 10)},
+    }
+    shares = {"mode_collapse": [0.02, 0.05, 0.03, 0.02, 0.02, 0.01, 0.05, 0.6, 0.15, 0.05]}
+    for name, record in evals.items():
+        ok = record["fresh"]["fld"] is not None
         write_json(root / f"metrics/eval/{name}.json",
-                   {"experiment": name, "status": "ok", "fresh": quality(50.0, 0.95, 0.7, 10),
-                    "buffer": quality(40.0, 0.97, 0.8, 10), "num_samples": 16, "fresh_steps": 5, "wall_time_s": 1.5})
+                   {"experiment": name, "status": record.get("status", "ok"), "num_samples": 16, "fresh_steps": 5,
+                    "wall_time_s": 1.5, "device": "cpu", **record, **({"real": REAL, "test_energy": -2.0} if ok else {})})
+        share = shares.get(name, [0.1] * 10) if ok else [None] * 10
         (root / "plots/eval").mkdir(parents=True, exist_ok=True)
-        pd.DataFrame({"class": range(10), "fresh": [0.1] * 10, "buffer": [0.1] * 10}).to_csv(
+        pd.DataFrame({"class": range(10), "fresh": share, "fresh_coverage": [0.5 if ok else None] * 10,
+                      "buffer": share, "buffer_coverage": [0.5 if ok else None] * 10}).to_csv(
             root / f"plots/eval/{name}_classes.csv", index=False)
+        save_grid(root / f"plots/eval/{name}/buffer.png", blank)
     return root
 
 
-def run(root, script, **env):
-    return subprocess.run([sys.executable, f"stages/{script}"], cwd=root, capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1", **env})
+def run(root, *args, **env):
+    return subprocess.run([sys.executable, *args], cwd=root, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1", **env})
 
 
 @pytest.fixture(scope="module")
 def generated(fake):
-    result = run(fake, "generate.py")
+    result = run(fake, "stages/generate.py", MODEL)
     assert result.returncode == 0, result.stderr
     return fake
 
 
 def test_generate_outputs_follow_params(generated):
-    out = generated / "plots/generate"
+    out = generated / "plots/generate" / MODEL
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == \
         ["chain_snapshots.png", "class_counts.csv", "energy.csv", f"hq_samples_k{STEPS}.png", "verdict.json"]
     energy = pd.read_csv(out / "energy.csv")
     assert list(energy.columns) == ["step", "mean", "q05", "q25", "median", "q75", "q95"]
     assert set(SNAPSHOTS) <= set(energy["step"])
     assert (energy["q05"] <= energy["median"]).all() and (energy["median"] <= energy["q95"]).all()
-    metrics = json.loads((generated / "metrics/generate.json").read_text())
+    metrics = json.loads((generated / f"metrics/generate/{MODEL}.json").read_text())
     assert sorted(metrics["snapshots"], key=int) == [str(s) for s in SNAPSHOTS]
     for m in metrics["snapshots"].values():
-        assert {"fld", "fld_floor", "fld_ceiling", "class_entropy", "confidence", "recognisable",
-                "modes_covered"} <= set(m)
-    assert metrics["steps"] == STEPS and metrics["device"] == "cpu" and metrics["wall_time_s"] > 0
+        assert {"fld", "density", "coverage", "recognisable", "recognisable_vs_real", "class_entropy",
+                "modes_covered", "min_class_coverage", "ink", "saturated", "energy_mean"} <= set(m)
+    assert {"n", "fld", "density", "coverage", "recognisable", "fld_ceiling", "test_ink",
+            "test_saturated"} <= set(metrics["real"]) and metrics["real"]["n"] == CHAINS
+    assert metrics["steps"] == STEPS and metrics["chains"] == CHAINS and metrics["device"] == "cpu"
+    assert metrics["experiment"] == MODEL and metrics["wall_time_s"] > 0
     assert metrics["verdict"]["reference_step"] == 5 and metrics["verdict"]["last_step"] == STEPS
-    assert metrics["verdict"]["verdict"] in ("stays realistic", "drifts", "not realistic at the reference step")
+    assert metrics["verdict"]["verdict"] in ("stays realistic", "drifts or fails")
     # The metrics file holds numbers and flags only (a narrow `dvc metrics show`); the words are in verdict.json.
     full = json.loads((out / "verdict.json").read_text())
     assert full["verdict"] == metrics["verdict"]["verdict"] and full["summary"].startswith(full["verdict"])
     assert full["checks"].keys() == metrics["verdict"]["checks"].keys()
     for name, check in metrics["verdict"]["checks"].items():
-        assert set(check) == {"value", "fired"} and full["checks"][name]["rule"]
+        assert set(check) == {"value", "passed"} and full["checks"][name]["rule"]
+    assert full["failed"] == [k for k, c in full["checks"].items() if not c["passed"]]
     assert not any("class_counts" in m for m in metrics["snapshots"].values())
     counts = pd.read_csv(out / "class_counts.csv")
     assert list(counts["step"]) == SNAPSHOTS and list(counts.columns[1:]) == [str(d) for d in range(10)]
-    assert (counts.drop(columns="step").sum(axis=1) == BATCH).all()
+    assert (counts.drop(columns="step").sum(axis=1) == CHAINS).all()
 
 
 @pytest.fixture
@@ -150,10 +195,11 @@ def test_generate_is_seeded(generated, tmp_path, monkeypatch, one_thread):
     import generate
 
     again = tmp_path / "again"
-    shutil.copytree(generated, again, ignore=shutil.ignore_patterns("report", "plots", "generate.json"))
+    shutil.copytree(generated, again, ignore=shutil.ignore_patterns("report", "plots"))
+    shutil.rmtree(again / "metrics/generate")
     monkeypatch.chdir(again)
-    generate.main()
-    for name in ("plots/generate/energy.csv", f"plots/generate/hq_samples_k{STEPS}.png"):
+    generate.main([MODEL])
+    for name in (f"plots/generate/{MODEL}/energy.csv", f"plots/generate/{MODEL}/hq_samples_k{STEPS}.png"):
         assert (again / name).read_bytes() == (generated / name).read_bytes()
 
 
@@ -164,6 +210,7 @@ def test_generate_errors_are_clear(generated, tmp_path, monkeypatch, capsys):
     bad = tmp_path / "bad"
     shutil.copytree(generated, bad, ignore=shutil.ignore_patterns("report", "plots"))
     monkeypatch.chdir(bad)
+    monkeypatch.setattr(sys, "argv", ["generate.py", MODEL])
     params = yaml.safe_load(Path("params.yaml").read_text())
     params["generate"]["snapshots"] = [0, 30]
     Path("params.yaml").write_text(yaml.safe_dump(params))
@@ -173,68 +220,171 @@ def test_generate_errors_are_clear(generated, tmp_path, monkeypatch, capsys):
 
     params["generate"]["snapshots"] = SNAPSHOTS
     Path("params.yaml").write_text(yaml.safe_dump(params))
-    write_json(Path("metrics/train/final_training.json"), {"status": "diverged", "error": "epoch 3: |energy| 1e4"})
+    monkeypatch.setattr(sys, "argv", ["generate.py", "nope"])
+    with pytest.raises(SystemExit) as exit_:
+        run_stage(generate.main)
+    assert exit_.value.code == 1 and "generate.chains has no entry 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="usage"):
+        generate.main([])
+    write_json(Path(f"metrics/train/{MODEL}.json"), {"status": "diverged", "error": "epoch 3: |energy| 1e4"})
     with pytest.raises(SystemExit, match="training status 'diverged'"):
-        generate.main()
-    Path("metrics/train/final_training.json").unlink()
+        generate.main([MODEL])
+    Path(f"metrics/train/{MODEL}.json").unlink()
     with pytest.raises(SystemExit, match="no trained model"):
-        generate.main()
+        generate.main([MODEL])
+
+
+def snap(entropy=0.95, modes=10, coverage=0.8, density=0.9, fld=10.0, recog=0.8, ink=0.13, saturated=0.83):
+    """One snapshot's figures, as metrics/generate/<model>.json holds them."""
+    return {"fld": fld, "density": density, "coverage": coverage, "recognisable": recog, "class_entropy": entropy,
+            "modes_covered": modes, "min_class_coverage": 0.3, "ink": ink, "saturated": saturated,
+            "recognisable_vs_real": recog / 0.85}
 
 
 def test_verdict_rules():
     from generate import verdict
 
-    def snap(fld, entropy=0.95, recog=0.8, white=0.1):
-        return {"fld": fld, "fld_floor": 1.0, "fld_ceiling": 101.0, "class_entropy": entropy, "recognisable": recog,
-                "white": white}
+    real = {"recognisable": 0.85, "test_ink": 0.13, "test_saturated": 0.83}
+    noise = snap(entropy=0.3, modes=3, coverage=0.0, density=0.0, fld=100.0, recog=0.0, ink=0.5, saturated=0.01)
 
-    stays = verdict({"0": snap(100), "1000": snap(10), "20000": snap(12)}, data_white=0.1)
-    assert stays["reference_step"] == 1000 and stays["verdict"] == "stays realistic"
-    drifts = verdict({"0": snap(100), "1000": snap(10), "20000": snap(30, entropy=0.5, white=0.3)}, data_white=0.1)
-    assert drifts["verdict"] == "drifts"
-    fired = {k for k, c in drifts["checks"].items() if c["fired"]}
-    assert fired == {"drift", "class_collapse", "oversaturated@20000"}
-    noise = verdict({"0": snap(100), "100": snap(90), "5000": snap(95)}, data_white=0.1)
-    assert noise["reference_step"] == 100 and noise["verdict"] == "not realistic at the reference step"
+    stable = verdict({"0": noise, "1000": snap(), "5000": snap(), "20000": snap(coverage=0.78, fld=11.0)}, real)
+    assert stable["reference_step"] == 1000 and stable["last_step"] == 20000
+    assert stable["verdict"] == "stays realistic" and stable["failed"] == []
+    assert all(c["passed"] for c in stable["checks"].values()) and stable["summary"].startswith("stays realistic")
+
+    drifting = verdict({"0": noise, "1000": snap(), "5000": snap(entropy=0.85),
+                        "20000": snap(entropy=0.6, modes=5, coverage=0.4)}, real)
+    assert drifting["verdict"] == "drifts or fails"
+    assert {"diverse", "coverage_kept"} <= set(drifting["failed"])
+    assert drifting["checks"]["diverse"]["value"] == 0.6 and drifting["checks"]["coverage_kept"]["value"] == 0.5
+    assert "legible" not in drifting["failed"]      # still legible digits, just fewer kinds
+
+    # A reference step with no coverage or density (noise at step 1,000): no ratio to take, no crash.
+    flat = verdict({"0": noise, "1000": noise, "20000": noise}, real)
+    assert flat["checks"]["coverage_kept"]["value"] is None and flat["checks"]["density_kept"]["value"] is None
+    assert flat["verdict"] == "drifts or fails" and {"diverse", "legible"} <= set(flat["failed"])
 
 
 class Page(html.parser.HTMLParser):
+    """Images, links and ids of the page; the cells of the summary table; where cards and tables start."""
+
     def __init__(self):
         super().__init__()
-        self.srcs, self.summary_rows, self.in_summary, self.in_body = [], 0, False, False
+        self.srcs, self.hrefs, self.ids, self.rows = [], [], set(), []
+        self.first_card = self.first_table = None
+        self.table, self.cell = None, None
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
-        if "src" in attrs or "href" in attrs:
-            self.srcs.append(attrs.get("src") or attrs.get("href"))
-        if tag == "table" and attrs.get("id") == "summary":
-            self.in_summary = True
-        self.in_body = self.in_body or (self.in_summary and tag == "tbody")
-        if tag == "tr" and self.in_summary and self.in_body:
-            self.summary_rows += 1
+        where = self.getpos()
+        if tag == "img":
+            self.srcs.append(attrs.get("src"))
+        if "href" in attrs:
+            self.hrefs.append(attrs["href"])
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if "card" in (attrs.get("class") or "").split() and self.first_card is None:
+            self.first_card = where
+        if tag == "table":
+            self.first_table = self.first_table or where
+            self.table = attrs.get("id")
+        if self.table == "summary" and tag == "tr":
+            self.rows.append([])
+        if self.table == "summary" and tag == "td":
+            self.cell = ""
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell += data
 
     def handle_endtag(self, tag):
+        if tag == "td" and self.cell is not None:
+            self.rows[-1].append(self.cell)
+            self.cell = None
         if tag == "table":
-            self.in_summary = self.in_body = False
+            self.table = None
 
 
-def test_report_is_self_contained_and_complete(generated, monkeypatch, one_thread):
-    import report
-
-    monkeypatch.chdir(generated)
-    report.main()
+@pytest.fixture(scope="module")
+def reported(generated):
+    result = run(generated, "stages/report.py")
+    assert result.returncode == 0, result.stderr
     page = (generated / "report/index.html").read_text()
     parser = Page()
     parser.feed(page)
     parser.close()
+    return generated, page, parser
+
+
+def test_report_is_self_contained(reported):
+    root, page, parser = reported
     assert parser.srcs and all(s.startswith("data:image/png;base64,") for s in parser.srcs)
-    assert parser.summary_rows == 5 + 1
-    assert "agrees: status expected_error" in page                    # initial_attempt
-    assert "agrees: final loss -0.99" in page                         # loss_collapse
-    assert "disagrees: final loss -3" in page                         # blob_collapse
-    assert "not run (metrics/train/mode_collapse.json is missing)" in page
+    assert parser.hrefs and all(h.startswith("#") and h[1:] in parser.ids for h in parser.hrefs)   # in-page only
+    assert not re.search(r"""(src|href)=["'](?!data:|#)""", page)
+
+
+def test_report_shows_the_pictures_first(reported):
+    root, page, parser = reported
+    assert parser.first_card is not None and parser.first_card < parser.first_table
+    cards = re.findall(r'<div class="card"><h3><a href="#([^"]+)">', page)
+    assert cards == ["initial_attempt", "loss_collapse", "blob_collapse", "mode_collapse", "final_training",
+                     "long_run", f"generation-{MODEL}"]
+    markdown = (root / "report/index.md").read_text()
+    titles = [markdown.index(f"**{t}**") for t in ("1. initial_attempt", "5. final_training", "+ long_run",
+                                                   f"generation from {MODEL}")]
+    assert titles == sorted(titles) and titles[-1] < markdown.index("## Summary")
+
+
+def test_report_agreement_words(reported):
+    root, page, parser = reported
+    rows = {row[0]: row for row in parser.rows if row}
+    assert list(rows) == list(EXPECTED)
+    for step, word in EXPECTED.items():
+        assert rows[step][-1].startswith(word), (step, rows[step][-1])
+    assert "fails on loss" in rows["blob_collapse"][-1]
+    assert "plots/negatives/long_run.csv is missing" in rows["long_run"][-1]
+    assert "top-3 classes 0.8" in rows["mode_collapse"][2]          # 0.6 + 0.15 + 0.05 of the buffer column
+    assert "density 0.02 (real 0.95)" in rows["loss_collapse"][2]   # figures beside the real line
+    for word in ("agrees", "not reproduced at this scale", "not run"):
+        assert f'<p class="word' in page and f">{word}</p>" in page
+    rules = page[page.index('id="rules"'):]
+    for step in ("initial_attempt", "loss_collapse", "blob_collapse", "mode_collapse", "final_training",
+                 "long_run", "generation"):
+        assert f"<td>{step}</td>" in rules
     assert "sampler.no_grad_bug: true -&gt; false" in page            # computed config diff, exp1 -> exp2
-    markdown = (generated / "report/index.md").read_text()
-    assert f"](../plots/generate/hq_samples_k{STEPS}.png)" in markdown
-    for target in (generated / "report" / m for m in re.findall(r"\]\(([^)]+\.png)\)", markdown)):
+    assert "This step is not in the original journey" in page        # long_run's text, from CLAIMS
+
+
+def test_report_disagrees_at_the_journeys_scale(reported, monkeypatch):
+    import report
+
+    root, _, _ = reported
+    monkeypatch.chdir(root)
+    run_ = report.Run()
+    run_.scale = "seed"
+    assert report.agreement(run_, "blob_collapse").word == "disagrees"
+    assert report.agreement(run_, "loss_collapse").word == "agrees"
+    run_.trains["initial_attempt"] = {"status": "ok"}
+    run_.scale = "cpu"
+    assert report.agreement(run_, "initial_attempt").word == "disagrees"   # a bug is the same at any scale
+    run_.evals.pop("final_training")
+    run_.evals["mode_collapse"]["buffer"]["class_entropy"] = 0.95
+    (root / "plots/eval/mode_collapse_classes.csv").rename(root / "moved.csv")
+    try:
+        verdict = report.agreement(run_, "mode_collapse")
+    finally:
+        (root / "moved.csv").rename(root / "plots/eval/mode_collapse_classes.csv")
+    assert verdict.word == "not run" and "missing" in verdict.why
+
+
+def test_report_markdown_and_wording(reported):
+    root, page, _ = reported
+    markdown = (root / "report/index.md").read_text()
+    assert f"](../plots/generate/{MODEL}/hq_samples_k{STEPS}.png)" in markdown
+    links = re.findall(r"\]\(([^)]+\.png)\)", markdown)
+    assert links
+    for target in (root / "report" / m for m in links):
         assert target.resolve().is_file(), target
+    text = re.sub(r'src="data:[^"]+"', "", page) + markdown
+    assert not re.search(r"seed", text.replace("scale: seed", ""), re.IGNORECASE)
+    assert "the journey, reproduced" in page

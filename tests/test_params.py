@@ -12,7 +12,7 @@ import sys
 import pytest
 import yaml
 
-from ebm.params import IMAGE_BYTES, ParamsError, experiment_config, load_params, physical_memory
+from ebm.params import IMAGE_BYTES, ParamsError, experiment_config, load_params, physical_memory, resolve_scale
 from pipeline_repo import EXPERIMENTS, ROOT, dvc, edit_params, make_repo, run
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -278,3 +278,9 @@ def test_dvc_exp_run_set_params_take_effect(tmp_path):
         params = load_params(tmp_path / "params.yaml", scale=scale)
         final = experiment_config(params, "final_training")
         assert (final["epochs"], final["batch_size"], params["evaluate"]["num_samples"]) == (epochs, 64, 500)
+
+
+def test_resolve_scale_picks_per_scale_values_in_any_tree():
+    tree = {"epochs": {"cpu": 15, "seed": 100}, "sampler": {"steps": 60},
+            "chains": {"final_training": {"cpu": 1, "seed": 2}}}
+    assert resolve_scale(tree, "seed") == {"epochs": 100, "sampler": {"steps": 60}, "chains": {"final_training": 2}}

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from ebm.buffer import ReplayBuffer
-from ebm.data import save_digits, to_unit_range
+from ebm.data import DataError, save_digits, to_unit_range
 from ebm.judge import LeNet5, accuracy, load_judge, save_judge, train_judge
 from ebm.model import EnergyNet
-from ebm.quality import class_metrics, embed, frechet_distance, references, sample_quality
+from ebm.quality import RealSet, class_metrics, embed, frechet_distance, manifold_metrics, pixel_stats, reference, score
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,9 +43,9 @@ def judge(digits):
 
 @pytest.fixture(scope="module")
 def held_out(digits, judge):
-    """References on half the test split; the other half plays 'samples' from a perfect model."""
+    """The reference on half the test split; the other half plays 'samples' from a perfect model."""
     half = {**digits, "x_test": digits["x_test"][:500], "y_test": digits["y_test"][:500]}
-    return references(judge, half, n=500, seed=0), to_unit_range(digits["x_test"][500:])
+    return reference(judge, half, n=500, seed=0), to_unit_range(digits["x_test"][500:])
 
 
 # ---- the judge -----------------------------------------------------------------------
@@ -62,7 +62,7 @@ def test_judge_save_load_round_trip(tmp_path, judge):
     x = torch.rand(4, 1, 28, 28) * 2 - 1
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
     assert torch.equal(loaded(x), judge(x))
-    with pytest.raises(FileNotFoundError, match="dvc repro judge"):
+    with pytest.raises(DataError, match="dvc repro judge"):
         load_judge(tmp_path / "missing.pt")
 
 
@@ -96,39 +96,87 @@ def test_frechet_distance_known_values():
 
 def test_class_metrics_single_class_and_uniform():
     one = class_metrics(np.eye(10)[[3] * 200])
-    assert one["class_entropy"] == 0 and one["modes_covered"] == 1
-    assert one["confidence"] == 1 and one["recognisable"] == 1
+    assert one["class_entropy"] == 0 and one["modes_covered"] == 1 and one["confidence"] == 1
     assert one["class_counts"] == [0, 0, 0, 200, 0, 0, 0, 0, 0, 0]
     uniform = class_metrics(np.eye(10)[np.arange(1000) % 10])
     assert uniform["class_entropy"] == pytest.approx(1) and uniform["modes_covered"] == 10
     rare = class_metrics(np.eye(10)[[0] * 99 + [1]])      # 1% of the samples: not a covered mode
     assert rare["modes_covered"] == 1
     unsure = class_metrics(np.full((5, 10), 0.1))
-    assert unsure["confidence"] == pytest.approx(0.1) and unsure["recognisable"] == 0
+    assert unsure["confidence"] == pytest.approx(0.1)
 
 
-def test_real_digits_score_near_the_floor(held_out, judge):
-    refs, real = held_out
-    quality = sample_quality(judge, real, refs)
-    assert refs["n"] == 500 and 0 < refs["floor"] < 0.05 * refs["ceiling"]
-    assert quality["fld"] < 3 * refs["floor"]
-    assert quality["recognisable"] > 0.6 and quality["modes_covered"] == 10 and quality["class_entropy"] > 0.95
-    assert (quality["fld_floor"], quality["fld_ceiling"]) == (refs["floor"], refs["ceiling"])
+def test_prdc_matches_the_papers_on_a_hand_computed_case():
+    """Real points 0, 1, ..., 9 on a line; a k-NN ball's radius is the distance to the k-th nearest other
+    real point. Samples (each four times) at 0.5, inside several balls, and at 100, inside none. The
+    expected figures are counted here from the papers' definitions (with prdc's strict <)."""
+    real_x = np.arange(10.0)
+    real = np.stack([real_x, np.zeros(10)], 1)
+    radii = {i: sorted(abs(real_x - i))[3] for i in range(10)}          # the 3rd nearest other point
+    fakes = np.array([[0.5, 0.0], [100.0, 0.0]])
+    probs = np.eye(10)[[0, 0]]
+    figures = manifold_metrics(RealSet(real, np.zeros(10, int), np.array([radii[i] for i in range(10)]), {}),
+                               np.repeat(fakes, 4, 0), np.repeat(probs, 4, 0))
+    # precision: the sample at 0.5 lies in some ball, the one at 100 in none
+    assert figures["precision"] == pytest.approx(0.5)
+    # density (k = 5 here): mean over samples of (number of real 5-NN balls holding it) / 5
+    radii5 = [sorted(abs(real_x - i))[5] for i in range(10)]
+    held = sum(abs(0.5 - i) < radii5[i] for i in range(10))
+    assert figures["density"] == pytest.approx(held / 5 / 2)
+    # coverage: real points whose 5-NN ball holds a sample (the one at 0.5 sits in `held` of them)
+    assert figures["coverage"] == pytest.approx(held / 10)
+    # recognisable: sure of its class (one-hot) and inside a k = 3 ball: the sample at 0.5 only
+    assert figures["recognisable"] == pytest.approx(0.5) and figures["confident"] == 1
 
 
-def test_uniform_noise_scores_near_the_ceiling(held_out, judge):
-    refs, _ = held_out
+def test_real_digits_score_like_real_digits(held_out, judge):
+    ref, real = held_out
+    figures = score(judge, real, ref)
+    line = ref.real_line
+    assert ref.n == 500 and 0 < line["fld"] < 0.05 * ref.fld_ceiling and figures["fld"] < 3 * line["fld"]
+    assert 0.85 < figures["density"] < 1.2 and abs(figures["coverage"] - line["coverage"]) < 0.08
+    assert figures["recognisable_vs_real"] > 0.85 and figures["modes_covered"] == 10
+    assert figures["min_class_coverage"] > 0.5 and figures["class_entropy"] > 0.95
+    assert abs(figures["ink"] - ref.test_pixels["ink"]) < 0.02
+
+
+def test_uniform_noise_scores_nothing(held_out, judge):
+    ref, _ = held_out
     noise = torch.rand((500, 1, 28, 28), generator=torch.Generator().manual_seed(99)) * 2 - 1
-    quality = sample_quality(judge, noise, refs)
-    assert abs(quality["fld"] - refs["ceiling"]) < 0.1 * refs["ceiling"]
+    figures = score(judge, noise, ref)
+    assert abs(figures["fld"] - ref.fld_ceiling) < 0.1 * ref.fld_ceiling
+    assert figures["density"] < 0.05 and figures["coverage"] < 0.05 and figures["recognisable"] == 0
 
 
-def test_references_repeat_and_cap_the_floor_at_the_train_size(digits, judge):
+def test_one_class_batch_covers_one_class_only(digits, held_out, judge):
+    ref, _ = held_out
+    probs = embed(judge, to_unit_range(digits["x_train"][:2000]))[1]
+    ones = to_unit_range(digits["x_train"][:2000][probs.argmax(1) == 1][:300])
+    figures = score(judge, ones, ref)
+    assert figures["class_entropy"] == 0 and figures["modes_covered"] == 1
+    assert sum(c == 0 for c in figures["class_coverage"]) == 9 and figures["class_coverage"][1] > 0.3
+    assert figures["min_class_coverage"] == 0
+
+
+def test_confident_speckle_is_not_recognisable(held_out, judge):
+    """Saturated +-1 speckle the judge labels with >= 0.9 confidence falls outside every real ball."""
+    ref, real = held_out
+    generator = torch.Generator().manual_seed(5)
+    speckle = torch.where(torch.rand((4000, 1, 28, 28), generator=generator) < 0.3, 1.0, -1.0)
+    _, probs = embed(judge, speckle)
+    confident = speckle[probs.max(1) >= 0.9]
+    assert len(confident) >= 20, "the judge labels some speckle confidently (the weakness the gate closes)"
+    figures = score(judge, confident, ref)
+    assert figures["confident"] == 1 and figures["recognisable"] < 0.05
+    assert pixel_stats(confident)["saturated"] == 1
+
+
+def test_reference_repeats_and_caps_the_real_line_at_the_train_size(digits, judge):
     small = {**digits, "x_train": digits["x_train"][:300], "x_test": digits["x_test"][:200]}
-    a, b = references(judge, small, n=400, seed=3), references(judge, small, n=400, seed=3)
-    assert a["test_features"].shape == (200, 84)
-    assert (a["floor"], a["ceiling"]) == (b["floor"], b["ceiling"])
-    assert np.isfinite(a["floor"]) and a["floor"] < a["ceiling"]
+    a, b = reference(judge, small, n=400, seed=3), reference(judge, small, n=400, seed=3)
+    assert a.real.features.shape == (200, 84) and a.n == 400
+    assert a.real_line == b.real_line and a.fld_ceiling == b.fld_ceiling
+    assert np.isfinite(a.real_line["fld"]) and a.real_line["fld"] < a.fld_ceiling
 
 
 # ---- the stages ------------------------------------------------------------------------
@@ -154,7 +202,8 @@ def test_judge_stage_writes_its_checkpoint_and_metrics(workdir):
     _load("judge").main()
     metrics = json.loads((workdir / "metrics" / "judge.json").read_text())
     assert metrics["train_size"] == 1000 and metrics["test_size"] == 300 and metrics["epochs"] == 3
-    assert 0.5 < metrics["test_accuracy"] <= 1 and metrics["fld_floor"] < metrics["fld_ceiling"]
+    assert 0.5 < metrics["test_accuracy"] <= 1 and metrics["real"]["fld"] < metrics["real"]["fld_ceiling"]
+    assert 0.8 < metrics["real"]["density"] < 1.2 and metrics["real"]["n"] == 300
     assert isinstance(load_judge(), LeNet5)
 
 
@@ -164,7 +213,7 @@ def test_evaluate_without_a_checkpoint_writes_no_model(workdir):
     _load("evaluate").main(["initial_attempt"])
     metrics = json.loads((workdir / "metrics" / "eval" / "initial_attempt.json").read_text())
     assert metrics["status"] == "no_model" and metrics["train_status"] == "expected_error"
-    assert metrics["fresh"]["fld"] is None and metrics["buffer"]["class_entropy"] is None
+    assert metrics["fresh"]["density"] is None and metrics["buffer"]["class_entropy"] is None
     assert len(pd.read_csv(workdir / "plots" / "eval" / "initial_attempt_classes.csv")) == 10
     assert sorted(os.listdir(workdir / "plots" / "eval" / "initial_attempt")) == ["buffer.png", "fresh.png"]
 
@@ -189,9 +238,9 @@ def test_evaluate_scores_a_checkpoint_and_repeats(workdir, judge):
     assert first["status"] == "diverged" and first["checkpoint_epoch"] == 2 and first["buffer_with_replacement"]
     assert first["sampler"] == {"step_size": 10.0, "noise_std": 0.005, "grad_clamp": 0.03}
     for kind in ("fresh", "buffer"):
-        assert first[kind]["fld"] > first[kind]["fld_floor"] and 1 <= first[kind]["modes_covered"] <= 10
-        assert "class_counts" not in first[kind]
+        assert first[kind]["fld"] > first["real"]["fld"] and 1 <= first[kind]["modes_covered"] <= 10
+        assert first[kind]["density"] < first["real"]["density"] and "class_counts" not in first[kind]
     shares = pd.read_csv(workdir / "plots" / "eval" / "mode_collapse_classes.csv")
-    assert list(shares.columns) == ["class", "fresh", "buffer"]
+    assert list(shares.columns) == ["class", "fresh", "fresh_coverage", "buffer", "buffer_coverage"]
     assert shares["fresh"].sum() == pytest.approx(1) and shares["buffer"].sum() == pytest.approx(1)
     assert sorted(os.listdir(workdir / "plots" / "eval" / "mode_collapse")) == ["buffer.png", "fresh.png"]

@@ -45,13 +45,16 @@ def train_judge(x_train, y_train, seed, epochs, batch_size, lr, device="cpu", ma
     """Adam on cross-entropy; x_train float (N, 1, 28, 28) in [-1, 1], y_train int labels.
 
     Seeded without touching the global RNG: init, shuffling and the +-`max_shift` pixel
-    translations all come from `seed`. Returns the model in eval mode.
+    translations all come from `seed`. Trained in float64, returned in float32 and eval mode:
+    float32 sums taken in another order (another CPU's vector width, oneDNN's kernel choice)
+    move the weights enough to change a test digit's label, and every evaluation figure with
+    it; in float64 such differences stay far below float32's resolution.
     """
-    x_train = torch.as_tensor(x_train, dtype=torch.float32)
+    x_train = torch.as_tensor(x_train, dtype=torch.float64)
     y_train = torch.as_tensor(y_train, dtype=torch.int64)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = LeNet5()
+        model = LeNet5().double()
     model.to(device).train()
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -64,7 +67,7 @@ def train_judge(x_train, y_train, seed, epochs, batch_size, lr, device="cpu", ma
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-    return model.eval()
+    return model.float().eval()
 
 
 @torch.no_grad()

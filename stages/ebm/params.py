@@ -346,6 +346,16 @@ def _validate_experiments(raw, scale):
     return out
 
 
+def resolve_scale(tree, scale):
+    """`tree` with every mapping of each scale to a value replaced by `scale`'s value, unvalidated:
+    for a section the schema does not know (yet)."""
+    if isinstance(tree, dict):
+        if set(tree) == set(SCALES):
+            return resolve_scale(tree[scale], scale)
+        return {key: resolve_scale(value, scale) for key, value in tree.items()}
+    return tree
+
+
 def experiment_names(path="params.yaml"):
     """The experiments in the journey's order (params.yaml's), as `dvc.yaml`'s foreach sees them."""
     return list(load_params(path, sections=["experiments"])["experiments"])

@@ -9,8 +9,10 @@ fidelity   density      Naeem et al. 2020 (k = 5): how many real samples' k-NN b
                         sample, / k, averaged; about 1 for real digits, near 0 for noise.
            precision    Kynkaanniemi et al. 2019 (k = 3): the fraction of samples inside at
                         least one real sample's k-NN ball.
-           recognisable the judge is at least 0.9 sure of the class AND the sample lies inside
-                        some real k = 3 ball (realism score >= 1): a confident label on
+           recognisable the judge is at least 0.9 sure of the class AND the sample's realism
+                        score is at least 1 (Kynkaanniemi et al.: it lies inside a real k = 3
+                        ball, counting only the half of the balls with the smaller radii, so an
+                        outlier's wide ball does not admit noise): a confident label on
                         something unlike any real digit does not count.
 diversity  coverage     Naeem et al. 2020 (k = 5): the fraction of real samples whose k-NN ball
                         holds at least one sample.
@@ -134,12 +136,15 @@ def _quietly(fn, *args, **kwargs):
 
 def manifold_metrics(real, features, probs):
     """Density, coverage, precision, recall, the realism gate and per-class coverage of samples."""
-    if len(features) <= DENSITY_K:
-        raise ValueError(f"{len(features)} samples: need more than k = {DENSITY_K} for density and coverage")
+    if len(features) < DENSITY_K + 2:    # prdc takes each sample's k-th neighbour among the others
+        raise ValueError(f"{len(features)} samples: need at least k + 2 = {DENSITY_K + 2} for density and coverage")
     dc = _quietly(compute_prdc, real.features, features, DENSITY_K)
     pr = _quietly(compute_prdc, real.features, features, PRECISION_K)
-    # Realism >= 1 (Kynkaanniemi et al.): inside at least one real sample's k = 3 ball, prdc's strict <.
-    inside = (compute_pairwise_distance(real.features, features) < real.radii_precision[:, None]).any(0)
+    # Realism >= 1 (Kynkaanniemi et al. 2019, sec. 5): inside a real k = 3 ball, over the balls with
+    # radii up to the median only (the paper's pruning of outliers), prdc's strict <.
+    tight = real.radii_precision <= np.median(real.radii_precision)
+    inside = (compute_pairwise_distance(real.features[tight], features)
+              < real.radii_precision[tight][:, None]).any(0)
     classes = probs.argmax(1)
     per_class = []
     for c in range(10):
