@@ -38,9 +38,9 @@ precision, compiled = sys.argv[1], sys.argv[2] == "true"
 p = yaml.safe_load(open("params.yaml"))
 p["device"] = "auto"
 p["train"]["sampler"].update(precision=precision, compile=compiled)
-p["train"]["at_scale"]["cpu"].update(train_subset=1024, batch_size=128, sample_epochs=[1])
+p["train"].update(train_subset=1024, batch_size=128, sample_epochs=[1])
 for name in ("mode_collapse", "final_training"):
-    p["experiments"][name]["at_scale"]["cpu"]["epochs"] = 1
+    p["experiments"][name]["epochs"] = 1
 yaml.safe_dump(p, open("params.yaml", "w"), sort_keys=False)
 EOF
     rm -rf checkpoints metrics/train

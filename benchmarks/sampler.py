@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "stages"))
 from ebm.buffer import ReplayBuffer  # noqa: E402
 from ebm.model import EnergyNet  # noqa: E402
 from ebm.objective import contrastive_loss  # noqa: E402
-from ebm.params import EXPERIMENTS, experiment_config, load_params  # noqa: E402
+from ebm.params import experiment_config, load_params  # noqa: E402
 from ebm.runtime import place  # noqa: E402
 from ebm.sampler import Chain, fast_input_grad, langevin  # noqa: E402
 
@@ -176,7 +176,7 @@ def project_seed_journey(model, device, repeats):
     batch sizes, and project the whole seed-scale journey of params.yaml from them (an
     estimate, not a run). Experiment 1 stops at its error in its first iteration: left out."""
     params = seed_scale_params()
-    trained = {name: experiment_config(params, name) for name in EXPERIMENTS
+    trained = {name: experiment_config(params, name) for name in params["experiments"]
                if not experiment_config(params, name)["expected_error"]}
     kinds = {name: (c["batch_size"], c["sampler"]["steps"], c["loss"]["r1_weight"]) for name, c in trained.items()}
     per_iteration = {kind: time_training_iteration(model, device, *kind, repeats) for kind in set(kinds.values())}

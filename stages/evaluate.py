@@ -33,7 +33,7 @@ from ebm.images import save_grid, to_uint8
 from ebm.io import atomic_path, write_csv, write_json
 from ebm.judge import load_judge
 from ebm.model import load_trained
-from ebm.params import EXPERIMENTS, load_params
+from ebm.params import experiment_names, load_params
 from ebm.quality import FIGURES, real_line, reference, rounded, score
 from ebm.runtime import pick_device, seed_everything
 from ebm.sampler import Chain, langevin
@@ -128,8 +128,8 @@ def evaluate(name, params):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1 or argv[0] not in EXPERIMENTS:
-        raise SystemExit(f"usage: python stages/evaluate.py <experiment>  ({' | '.join(EXPERIMENTS)})")
+    if len(argv) != 1 or argv[0] not in experiment_names():
+        raise SystemExit(f"usage: python stages/evaluate.py <experiment>  ({' | '.join(experiment_names())})")
     metrics = evaluate(argv[0], load_params(sections=["evaluate"]))
     scores = {kind: {k: metrics[kind][k] for k in ("density", "coverage", "recognisable", "class_entropy")}
               for kind in ("fresh", "buffer")}

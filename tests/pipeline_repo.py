@@ -14,19 +14,16 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPERIMENTS = ["initial_attempt", "loss_collapse", "blob_collapse", "mode_collapse", "final_training"]
+EXPERIMENTS = list(yaml.safe_load((ROOT / "params.yaml").read_text())["experiments"])   # the journey's order
 ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "OMP_NUM_THREADS": "1", "GIT_AUTHOR_NAME": "test",
        "GIT_AUTHOR_EMAIL": "test@example.com", "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
 
 
 def tiny_params(params):
-    cpu = params["train"]["at_scale"]["cpu"]
-    cpu.update(train_subset=64, batch_size=16, sample_epochs=[1], log_every=1)
+    params["train"].update(train_subset=64, batch_size=16, sample_epochs=[1], log_every=1)
     for name in EXPERIMENTS:
-        exp = params["experiments"][name] or {}
-        exp.setdefault("at_scale", {}).setdefault("cpu", {})["epochs"] = 1
-        params["experiments"][name] = exp
-    params["experiments"]["final_training"]["at_scale"]["cpu"]["epochs"] = 2
+        params["experiments"][name]["epochs"] = 1
+    params["experiments"]["final_training"]["epochs"] = 2
     params["judge"]["epochs"] = 1
     params["evaluate"].update(num_samples=48, fresh_steps=5, batch_size=48)
     params["generate"].update(steps=20, chains={"final_training": 16}, snapshots=[0, 10, 20], show_chains=4)
@@ -39,8 +36,8 @@ FINAL_EPOCHS = 3   # final_training's epochs in the shared tiny run: room for a 
 def small_params(params):
     """tiny_params, but final_training runs FINAL_EPOCHS epochs of 8 iterations (about a second each)."""
     tiny_params(params)
-    params["train"]["at_scale"]["cpu"]["train_subset"] = 128
-    params["experiments"]["final_training"]["at_scale"]["cpu"]["epochs"] = FINAL_EPOCHS
+    params["train"]["train_subset"] = 128
+    params["experiments"]["final_training"]["epochs"] = FINAL_EPOCHS
     return params
 
 

@@ -35,11 +35,11 @@ def test_metrics_show_tells_each_experiment(repo):
     evaluation = data["metrics/eval/final_training.json"]["data"]
     assert evaluation["fresh"]["fld_floor"] < evaluation["fresh"]["fld_ceiling"]
     assert data["metrics/eval/initial_attempt.json"]["data"]["status"] == "no_model"
-    assert "metrics/generate.json" in data
+    assert "metrics/generate/final_training.json" in data
 
 
 def test_outputs_on_disk(repo):
-    assert (repo / "plots/generate/hq_samples_k20.png").is_file()
+    assert (repo / "plots/generate/final_training/hq_samples_k20.png").is_file()
     assert (repo / f"plots/samples/final_training/samples_epoch_{FINAL_EPOCHS:03d}.png").is_file()
     assert (repo / "report/index.html").is_file()
 
@@ -63,4 +63,4 @@ def test_changing_one_experiment_reruns_only_it(repo):
     assert changed == {"experiments.mode_collapse.loss.r1_weight": (0.1, 0.2)}
     out = dvc("repro", cwd=repo).stdout
     ran = set(re.findall(r"Running stage '([^']+)'", out))
-    assert ran == {"train@mode_collapse", "evaluate@mode_collapse", "report"}, out
+    assert ran == {"check_params", "train@mode_collapse", "evaluate@mode_collapse", "report"}, out

@@ -6,6 +6,8 @@
   * a diverging run stops with status "diverged", keeps its last good checkpoint, and the
     evaluation and the report carry on;
   * a digits file that does not match its recorded hash stops a stage in one line;
+  * a bad params.yaml stops `dvc repro` at check_params, before DVC deletes any output;
+    a stage killed mid-run has lost only what `git checkout -- metrics plots report` restores;
   * a sweep on DVC's queue runs in parallel workers and reruns only what changed;
   * `torchrun --nproc_per_node 2` trains data-parallel (gloo) and resumes.
 
@@ -236,6 +238,64 @@ def test_stage_refuses_digits_that_do_not_match_their_record(repo, args):
     assert tree(repo) == before                    # no output written or changed
 
 
+# ---- a rejected or killed run keeps the outputs -------------------------------------------
+
+def outputs(where):
+    """Every file under metrics/, plots/ and report/, with a hash of its bytes."""
+    return {k: v for k, v in tree(where).items() if k.split("/")[0] in ("metrics", "plots", "report")}
+
+
+@pytest.mark.parametrize("change, key", [
+    (lambda p: p["train"]["sampler"].update(stepz=60), "unknown key train.sampler.stepz"),
+    (lambda p: p["experiments"]["final_training"]["buffer"].update(restart_prob=1.5),
+     "experiments.final_training.buffer.restart_prob = 1.5"),
+    (lambda p: p["evaluate"].update(num_samples=0), "evaluate.num_samples = 0"),
+], ids=["unknown key", "experiment value", "evaluate value"])
+def test_bad_params_stop_dvc_repro_before_any_output_is_deleted(repo, change, key):
+    with open(repo / "report/index.md", "a") as report:       # an uncommitted output survives too
+        report.write("an edit that is in no commit\n")
+    edit_params(repo, change)
+    before = outputs(repo)
+    done = dvc("repro", cwd=repo, check=False)
+    assert done.returncode != 0
+    assert re.findall(r"Running stage '([^']+)'", done.stdout) == ["check_params"], done.stdout
+    ours = [line for line in error_lines(done.stdout + done.stderr) if line.startswith("error: ")]
+    assert len(ours) == 1 and ours[0].startswith("error: params.yaml: ") and key in ours[0], done.stderr
+    assert outputs(repo) == before
+
+
+def running(process, script):
+    try:
+        return process.cmdline()[1:2] == [script]
+    except psutil.NoSuchProcess:       # a short-lived child (git, a shell) that ended meanwhile
+        return False
+
+
+def test_a_killed_stage_s_outputs_come_back_with_git_checkout(repo, tmp_path):
+    edit_params(repo, lambda p: p["evaluate"].update(fresh_steps=6))    # valid: every evaluate stage reruns
+    before = outputs(repo)
+    with open(tmp_path / "killed.log", "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=ENV,
+                                stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline, evaluators = time.monotonic() + 120, []
+            while not evaluators:
+                assert proc.poll() is None, (tmp_path / "killed.log").read_text()
+                assert time.monotonic() < deadline, "no evaluation after 120 s"
+                evaluators = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                              if running(p, "stages/evaluate.py")]
+                time.sleep(0.02)
+            evaluators[0].send_signal(signal.SIGKILL)
+            assert proc.wait(timeout=120) != 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    lost = set(before) - set(outputs(repo))
+    assert lost and all(name.split("/")[1] == "eval" for name in lost), lost    # DVC deleted them before the run
+    run(["git", "checkout", "--", "metrics", "plots", "report"], repo)
+    assert outputs(repo) == before
+
+
 # ---- sweeps on DVC's queue ---------------------------------------------------------------
 
 def test_queued_sweep_runs_in_parallel_workers(repo, tmp_path):
@@ -270,7 +330,8 @@ def test_queued_sweep_runs_in_parallel_workers(repo, tmp_path):
 
     for name, log in logs.items():
         ran = set(re.findall(r"Running stage '([^']+)'", log))
-        assert ran == {"train@final_training", "evaluate@final_training", "generate", "report"}, log
+        assert ran == {"check_params", "train@final_training", "evaluate@final_training", "generate@final_training",
+                       "report"}, log
         assert "made with other params, data or world size; starting afresh" in log   # the committed checkpoint
 
     shown = json.loads(dvc("exp", "show", "--json", cwd=where).stdout)

@@ -1,16 +1,33 @@
-"""Read params.yaml in one place: resolve the scale, validate every value, fail early.
+"""Read params.yaml in one place: pick the scale, validate every value, fail early.
 
 A stage calls `load_params()` (or `experiment_config(params, name)`) before doing any
 work, so a typo costs a second, not an hour of training. Each error names the key path,
-the value and what is allowed.
+the value and what is allowed, in one line.
+
+A value that differs between the scales is written inline as a mapping of every scale to
+its value, e.g. `epochs: {cpu: 15, seed: 100}`; `load_params` picks the entry of the
+file's `scale`. Nothing else depends on the scale, so a key set with `dvc exp run -S`
+always takes effect: `-S experiments.final_training.epochs=20` at both scales,
+`-S experiments.final_training.epochs.cpu=20` at the CPU scale only.
+
+The experiments are the keys of `experiments`, in the file's order (the journey's).
+
+Numbers must be finite. A count of images held at once (buffer capacity, batch sizes,
+samples, chains) must fit in this machine's total RAM at 28*28*4 bytes an image: total,
+not available, so the verdict does not change with the load of other jobs. Cross-field
+rules (RULES) run on each section, and on each experiment after `train` is merged in.
+The checker is hand-built: pydantic models would need a per-scale pre-validator on every
+leaf and a formatter to turn its multi-line errors into these one-line messages.
 """
 import copy
+import math
+import os
 from pathlib import Path
 
 import yaml
 
 SCALES = ("cpu", "seed")
-EXPERIMENTS = ("initial_attempt", "loss_collapse", "blob_collapse", "mode_collapse", "final_training")
+IMAGE_BYTES = 28 * 28 * 4     # one float32 digit: the unit of every size check below
 
 
 class ParamsError(ValueError):
@@ -20,10 +37,24 @@ class ParamsError(ValueError):
 # ---- field specs ---------------------------------------------------------------------
 # A spec is a dict key -> Field, or key -> nested spec dict.
 
+def physical_memory():
+    """This machine's RAM in bytes: a count of images that needs more can never be held."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def size(n_bytes):
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n_bytes < 1024 or unit == "PiB":
+            return f"{n_bytes:.1f} {unit}" if unit != "bytes" else f"{n_bytes} bytes"
+        n_bytes /= 1024
+
+
 class Field:
-    def __init__(self, kind, lo=None, hi=None, choices=None, optional=False, lo_open=False):
+    """One leaf: its type, range or choices; `images`: a count of 28x28 float32 images held at once."""
+
+    def __init__(self, kind, lo=None, hi=None, choices=None, optional=False, lo_open=False, images=False):
         self.kind, self.lo, self.hi, self.choices = kind, lo, hi, choices
-        self.optional, self.lo_open = optional, lo_open
+        self.optional, self.lo_open, self.images = optional, lo_open, images
 
     def describe(self):
         if self.choices:
@@ -33,35 +64,56 @@ class Field:
         if self.lo is not None or self.hi is not None:
             left = "(" if self.lo_open else "["
             what += f" in {left}{self.lo if self.lo is not None else '-inf'}, " \
-                    f"{self.hi if self.hi is not None else 'inf'}]"
+                    f"{str(self.hi) + ']' if self.hi is not None else 'inf)'}"
         return what + (" or null" if self.optional else "")
 
-    def check(self, value, path):
+    def at_scale(self, value, path, scale):
+        """A mapping of every scale to a value: this scale's value and key path; else as it is."""
+        if not isinstance(value, dict) or (self.kind == "counts" and set(value) != set(SCALES)):
+            return value, path
+        if set(value) != set(SCALES) or scale is None:     # None: `scale` itself, which cannot vary by scale
+            raise ParamsError(f"params.yaml: {path} = {value!r}: must be {self.describe()}, "
+                              f"or a mapping of each scale ({', '.join(SCALES)}) to one")
+        return value[scale], f"{path}.{scale}"
+
+    def check(self, value, path, scale):
+        value, path = self.at_scale(value, path, scale)
+        if self.kind == "counts" and isinstance(value, dict):      # each count may differ by scale too
+            value = {k: Field(int).at_scale(v, f"{path}.{k}", scale)[0] for k, v in value.items()}
         if value is None and self.optional:
             return None
         ok_type = {
             int: isinstance(value, int) and not isinstance(value, bool),
-            float: isinstance(value, (int, float)) and not isinstance(value, bool),
+            float: isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
             bool: isinstance(value, bool),
             str: isinstance(value, str),
             "ints": isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
             "counts": isinstance(value, dict) and value and all(isinstance(v, int) and not isinstance(v, bool)
                                                                 for v in value.values()),
         }[self.kind]
-        if not ok_type or (self.choices and value not in self.choices) or value != value:   # NaN: no range holds it
+        if not ok_type or (self.choices and value not in self.choices):
             raise ParamsError(f"params.yaml: {path} = {value!r}: must be {self.describe()}")
-        for v in (value if self.kind == "ints" else value.values() if self.kind == "counts" else [value]):
+        numbers = value if self.kind == "ints" else list(value.values()) if self.kind == "counts" else [value]
+        for v in numbers:
             if isinstance(v, str):
                 continue
             too_low = self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo)
             too_high = self.hi is not None and v > self.hi
             if too_low or too_high:
                 raise ParamsError(f"params.yaml: {path} = {value!r}: must be {self.describe()}")
+            if self.images and v * IMAGE_BYTES > physical_memory():
+                raise ParamsError(f"params.yaml: {path} = {value!r}: {v} images of 28x28 float32 take "
+                                  f"{size(v * IMAGE_BYTES)}, more than this machine's "
+                                  f"{size(physical_memory())} of memory")
         return float(value) if self.kind is float else value
 
 
 def positive_int(optional=False):
     return Field(int, lo=1, optional=optional)
+
+
+def image_count():
+    return Field(int, lo=1, images=True)
 
 
 def fraction():
@@ -96,7 +148,7 @@ TRAIN = {
         "compile": Field(bool),
     },
     "buffer": {
-        "capacity": positive_int(),
+        "capacity": image_count(),
         "restart_prob": fraction(),
         "initial_fill": positive_int(),
     },
@@ -112,10 +164,10 @@ TRAIN = {
         "lr_decay": Field(float, lo=0.0, hi=1.0, lo_open=True),   # StepLR gamma per epoch
         "grad_clip": positive(),
     },
-    "batch_size": positive_int(),
+    "batch_size": image_count(),
     "epochs": positive_int(),
     "sample_epochs": Field("ints", lo=1),
-    "grid_size": positive_int(),
+    "grid_size": image_count(),
     "log_every": positive_int(),
     "expected_error": Field(str, optional=True),
     "max_abs_energy": positive(),
@@ -125,21 +177,21 @@ TRAIN = {
 JUDGE = {
     "seed": Field(int, lo=0),
     "epochs": positive_int(),
-    "batch_size": positive_int(),
+    "batch_size": image_count(),
     "lr": positive(),
 }
 
 EVALUATE = {
     "seed": Field(int, lo=0),
-    "num_samples": positive_int(),
+    "num_samples": image_count(),
     "fresh_steps": Field(int, lo=0),
-    "batch_size": positive_int(),
+    "batch_size": image_count(),
 }
 
 GENERATE = {
     "seed": Field(int, lo=0),
     "steps": positive_int(),
-    "chains": Field("counts", lo=1),
+    "chains": Field("counts", lo=1, images=True),   # model name -> how many chains
     "init": Field(str, choices=("noise", "buffer")),
     "step_size": positive(),
     "noise_std": non_negative(),
@@ -154,14 +206,44 @@ SCHEMA = {
     "device": Field(str, choices=("auto", "cuda", "cpu")),
     "data": DATA,
     "train": TRAIN,
-    "experiments": {name: "experiment" for name in EXPERIMENTS},
+    "experiments": "experiments",   # any names: each a partial TRAIN
     "judge": JUDGE,
     "evaluate": EVALUATE,
     "generate": GENERATE,
 }
 
 
-# ---- resolution and validation -------------------------------------------------------
+# ---- cross-field rules: rule(cfg, at) -> message or None; `at` is the section's key path --
+
+def _initial_fill(cfg, at):
+    fill, capacity = cfg["buffer"]["initial_fill"], cfg["buffer"]["capacity"]
+    if fill > capacity:
+        return f"{at}buffer.initial_fill = {fill}: must be at most {at}buffer.capacity = {capacity}"
+
+
+def _snapshots(cfg, at):
+    beyond = [s for s in cfg["snapshots"] if s > cfg["steps"]]
+    if beyond:
+        return f"{at}snapshots = {cfg['snapshots']}: step {beyond[0]} is beyond {at}steps = {cfg['steps']}"
+
+
+def _show_chains(cfg, at):
+    for name, chains in cfg["chains"].items():
+        if cfg["show_chains"] > chains:
+            return f"{at}show_chains = {cfg['show_chains']}: must be at most {at}chains.{name} = {chains}"
+
+
+RULES = {"train": [_initial_fill], "generate": [_snapshots, _show_chains]}
+
+
+def check_rules(section, cfg, at):
+    for rule in RULES.get(section, []):
+        message = rule(cfg, at)
+        if message:
+            raise ParamsError(f"params.yaml: {message}")
+
+
+# ---- validation ----------------------------------------------------------------------
 
 def deep_merge(base, override):
     merged = copy.deepcopy(base)
@@ -173,21 +255,8 @@ def deep_merge(base, override):
     return merged
 
 
-def resolve_scale(tree, scale, path=""):
-    """Fold every `at_scale: {cpu: ..., seed: ...}` block into its section for `scale`."""
-    if not isinstance(tree, dict):
-        return tree
-    tree = dict(tree)
-    overrides = tree.pop("at_scale", None) or {}
-    if not isinstance(overrides, dict) or set(overrides) - set(SCALES) or \
-            any(not isinstance(v, dict) for v in overrides.values() if v is not None):
-        raise ParamsError(f"params.yaml: {path}at_scale = {overrides!r}: must map {' | '.join(SCALES)} to overrides")
-    resolved = {k: resolve_scale(v, scale, f"{path}{k}.") for k, v in tree.items()}
-    chosen = overrides.get(scale)
-    return deep_merge(resolved, resolve_scale(chosen, scale, path)) if chosen else resolved
-
-
-def validate(tree, spec, path="", partial=False):
+def validate(tree, spec, path, scale, partial=False):
+    """The values of `tree` at `scale`, each checked against `spec` (partial: keys may be missing)."""
     if not isinstance(tree, dict):
         raise ParamsError(f"params.yaml: {path.rstrip('.') or 'top level'} = {tree!r}: must be a mapping")
     unknown = set(tree) - set(spec)
@@ -201,19 +270,18 @@ def validate(tree, spec, path="", partial=False):
                 continue
             raise ParamsError(f"params.yaml: missing key {path}{key}")
         if isinstance(sub, dict):
-            out[key] = validate(tree[key], sub, f"{path}{key}.", partial)
-        elif isinstance(sub, Field):
-            out[key] = sub.check(tree[key], f"{path}{key}")
+            out[key] = validate(tree[key], sub, f"{path}{key}.", scale, partial)
         else:
-            out[key] = tree[key]
+            out[key] = sub.check(tree[key], f"{path}{key}", scale)
     return out
 
 
 def load_params(path="params.yaml", sections=None, scale=None):
-    """Load, scale-resolve and validate params.yaml (only `sections`, when given, plus the basics).
+    """Load and validate params.yaml (only `sections`, when given, plus the basics) at its scale.
 
-    scale: resolve at this scale instead of the file's own `scale` (a tool that looks at the
-    other scale, such as the benchmark's seed-scale projection); stages leave it to the file.
+    Every value is validated at both scales, so a bad value only the other scale uses fails
+    now, not after switching. scale: resolve at this scale instead of the file's own (a tool
+    that looks at the other scale, such as the benchmark's seed-scale projection).
     """
     path = Path(path)
     try:
@@ -221,61 +289,80 @@ def load_params(path="params.yaml", sections=None, scale=None):
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found (run from the repository root)") from None
     except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+        raise ParamsError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: must be a mapping of sections")
-    file_scale = SCHEMA["scale"].check(raw.get("scale"), "scale")
+    file_scale = SCHEMA["scale"].check(raw.get("scale"), "scale", None)
     if scale is None:
         scale = file_scale
     elif scale not in SCALES:
         raise ParamsError(f"load_params(scale={scale!r}): must be one of {' | '.join(SCALES)}")
-    params = _resolve_and_validate(raw, scale, sections)
-    for other in SCALES:   # a bad value only the other scale uses fails now, not after switching scale
+    params = _validate_sections(raw, scale, sections)
+    for other in SCALES:
         if other != scale:
             try:
-                _resolve_and_validate(raw, other, sections)
+                _validate_sections(raw, other, sections)
             except ParamsError as err:
                 raise ParamsError(f"{err} (with scale: {other})") from None
     return params
 
 
-def _resolve_and_validate(raw, scale, sections):
-    resolved = resolve_scale(raw, scale)
-    for key in resolved:
+def _validate_sections(raw, scale, sections):
+    for key in raw:
         if key not in SCHEMA:
             raise ParamsError(f"params.yaml: unknown section {key} (allowed: {', '.join(SCHEMA)})")
-    wanted = sections if sections is not None else [k for k in resolved]
-    params = {"scale": scale, "device": SCHEMA["device"].check(resolved.get("device"), "device")}
-    for section in wanted:
+    params = {"scale": scale, "device": SCHEMA["device"].check(raw.get("device"), "device", scale)}
+    for section in sections if sections is not None else list(raw):
         if section in ("scale", "device"):
             continue
-        if section not in resolved:
+        if section not in raw:
             raise ParamsError(f"params.yaml: missing section {section}")
-        spec = SCHEMA[section]
         if section == "experiments":
-            params[section] = _validate_experiments(resolved[section], resolved)
+            params[section] = _validate_experiments(raw, scale)
         else:
-            params[section] = validate(resolved[section], spec, f"{section}.")
+            params[section] = validate(raw[section], SCHEMA[section], f"{section}.", scale)
+            check_rules(section, params[section], f"{section}.")
+    models = set(params["generate"]["chains"]) - set(raw.get("experiments") or {}) if "generate" in params else ()
+    if models:
+        raise ParamsError(f"params.yaml: generate.chains.{sorted(models)[0]}: no such experiment "
+                          f"(experiments: {', '.join(raw.get('experiments') or {})})")
     return params
 
 
-def _validate_experiments(experiments, resolved):
-    if not isinstance(experiments, dict):
+def _validate_experiments(raw, scale):
+    experiments = raw["experiments"]
+    if not isinstance(experiments, dict) or not experiments:
         raise ParamsError("params.yaml: experiments must be a mapping of experiment name to overrides")
-    validate(experiments, {name: None for name in EXPERIMENTS}, "experiments.", partial=True)
-    train = validate(resolved.get("train"), TRAIN, "train.")
+    train = validate(raw.get("train"), TRAIN, "train.", scale)
     out = {}
     for name, overrides in experiments.items():
-        overrides = overrides or {}
-        validate(overrides, TRAIN, f"experiments.{name}.", partial=True)
-        out[name] = validate(deep_merge(train, overrides), TRAIN, f"experiments.{name}.")
+        path = f"experiments.{name}."
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ParamsError(f"params.yaml: experiments.{name}: an experiment's name must be a word "
+                              "(letters, digits, _): it names its stages and files")
+        cfg = deep_merge(train, validate(overrides or {}, TRAIN, path, scale, partial=True))
+        check_rules("train", cfg, path)
+        out[name] = cfg
     return out
+
+
+def resolve_scale(tree, scale):
+    """`tree` with every mapping of each scale to a value replaced by `scale`'s value, unvalidated:
+    for a section the schema does not know (yet)."""
+    if isinstance(tree, dict):
+        if set(tree) == set(SCALES):
+            return resolve_scale(tree[scale], scale)
+        return {key: resolve_scale(value, scale) for key, value in tree.items()}
+    return tree
+
+
+def experiment_names(path="params.yaml"):
+    """The experiments in the journey's order (params.yaml's), as `dvc.yaml`'s foreach sees them."""
+    return list(load_params(path, sections=["experiments"])["experiments"])
 
 
 def experiment_config(params, name):
     """The complete, validated config of one experiment: `train` with its overrides."""
-    if name not in EXPERIMENTS:
-        raise ParamsError(f"unknown experiment {name!r}: must be one of {', '.join(EXPERIMENTS)}")
     if name not in params["experiments"]:
-        raise ParamsError(f"params.yaml: missing key experiments.{name}")
+        raise ParamsError(f"unknown experiment {name!r}: must be one of {', '.join(params['experiments'])}")
     return params["experiments"][name]
