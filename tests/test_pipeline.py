@@ -33,7 +33,10 @@ def test_metrics_show_tells_each_experiment(repo):
     assert data["metrics/data.json"]["data"]["source"] == "bundled"
     assert 0 <= data["metrics/judge.json"]["data"]["test_accuracy"] <= 1
     evaluation = data["metrics/eval/final_training.json"]["data"]
-    assert evaluation["fresh"]["fld_floor"] < evaluation["fresh"]["fld_ceiling"]
+    for kind in ("fresh", "buffer"):      # every figure, beside the real line
+        assert {"density", "coverage", "recognisable", "recognisable_vs_real", "class_entropy",
+                "min_class_coverage", "ink", "saturated"} <= set(evaluation[kind])
+    assert evaluation["real"]["fld"] < evaluation["real"]["fld_ceiling"] and evaluation["real"]["density"] > 0
     assert data["metrics/eval/initial_attempt.json"]["data"]["status"] == "no_model"
     assert "metrics/generate/final_training.json" in data
 
@@ -51,6 +54,9 @@ def test_plots_show_overlays_the_experiments(repo):
         rows = shown[quantity][0]["content"]["data"]["values"]
         overlaid = {row["filename"] for row in rows}
         assert overlaid == {f"{name}.csv" for name in EXPERIMENTS[1:]}   # exp 1 stops before its first step
+    for quantity in ["negatives_class_entropy", "negatives_coverage"]:     # the judge's view, per epoch
+        rows = shown[quantity][0]["content"]["data"]["values"]
+        assert {row["filename"] for row in rows} == {f"{name}.csv" for name in EXPERIMENTS[1:]}
     images = [key for key in shown if key.endswith(".png")]
     assert any("hq_samples_k20.png" in key for key in images)
     assert any("plots/samples/final_training" in key for key in images)
