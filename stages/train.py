@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from ebm import distributed
-from ebm.buffer import ReplayBuffer
+from ebm.buffer import ChainPool, ReplayBuffer
 from ebm.data import content_hash, load_digits, to_unit_range
 from ebm.images import save_grid, to_uint8
 from ebm.io import save_torch, write_csv, write_json
@@ -60,12 +60,15 @@ class Experiment:
         buf = cfg["buffer"]
         capacity = max(1, buf["capacity"] // world)                # each rank holds one shard
         self.buffer = ReplayBuffer(capacity, buf["restart_prob"], min(buf["initial_fill"], capacity), device=device)
+        self.pool = ChainPool(cfg["pool"]["chains"], device=device) if cfg.get("pool") else None
+        self.pool_chain = Chain.of(cfg["pool"]) if self.pool else None
         self.epoch, self.history, self.grids, self.wall_time_s, self.sampling_s = 0, [], {}, 0.0, 0.0
         self.tracked = []   # one row per epoch: the judge's figures of that epoch's latest negatives
 
     # ---- checkpoint: rank 0 holds everything; other ranks add their buffer and RNG ----
     def checkpoint(self):
-        shard = {"epoch": self.epoch, "buffer": self.buffer.state_dict(), "rng": rng_state()}
+        shard = {"epoch": self.epoch, "buffer": self.buffer.state_dict(), "rng": rng_state(),
+                 "pool": self.pool.state_dict() if self.pool else None}
         if self.rank:
             return shard
         return {**shard, "config": self.cfg, "data_hash": self.data_hash, "world": self.world,
@@ -91,6 +94,8 @@ class Experiment:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.schedule.load_state_dict(ckpt["schedule"])
         self.buffer.load_state_dict(own["buffer"])
+        if self.pool:
+            self.pool.load_state_dict(own["pool"])
         set_rng_state(own["rng"])
         self.epoch, self.history, self.grids = ckpt["epoch"], ckpt["history"], ckpt["grids"]
         self.tracked = ckpt.get("tracked", [])
@@ -99,14 +104,26 @@ class Experiment:
         return True
 
     # ---- one iteration and one epoch -------------------------------------------------
+    def continue_from(self, name):
+        """Start from another experiment's trained model and replay buffer (long_run)."""
+        source = torch.load(Path("checkpoints") / name / "checkpoint.pt", map_location=self.device,
+                            weights_only=False)
+        self.net.load_state_dict(source["model"])
+        self.buffer.load_state_dict(source["buffer"])
+        print(f"train: continuing {name} from its epoch {source['epoch']}", file=sys.stderr)
+
     def train_step(self, x_pos):
         cfg, s = self.cfg, self.cfg["sampler"]
         x_pos = (x_pos + cfg["loss"]["data_noise_std"] * torch.randn_like(x_pos)).clamp(-1, 1)
+        from_pool = round(cfg["pool"]["share"] * len(x_pos)) if self.pool else 0
         started = time.perf_counter()
-        x_neg = langevin(self.net, self.buffer.sample(len(x_pos)), self.chain, no_grad_bug=s["no_grad_bug"],
-                         grad_fn=self.sampler_grad)
-        self.sampling_s += time.perf_counter() - started
+        x_neg = langevin(self.net, self.buffer.sample(len(x_pos) - from_pool), self.chain,
+                         no_grad_bug=s["no_grad_bug"], grad_fn=self.sampler_grad)
         self.buffer.push(x_neg)
+        if self.pool:
+            self.pool.advance(self.net, self.pool_chain, grad_fn=self.sampler_grad)
+            x_neg = torch.cat([x_neg, self.pool.sample(from_pool)])
+        self.sampling_s += time.perf_counter() - started
         loss, terms = contrastive_loss(self.model, x_pos, x_neg, cfg["loss"]["alpha"], cfg["loss"]["r1_weight"])
         terms = distributed.average_terms(terms, self.world, self.device)
         if not all(math.isfinite(v) for v in terms.values()):
@@ -121,8 +138,9 @@ class Experiment:
         return x_neg, terms
 
     def track(self, judge, ref):
-        """Score the buffer's TRACKED latest negatives with the judge (draws no random numbers)."""
-        figures = score(judge, self.buffer.latest(TRACKED), ref)
+        """Score the buffer's TRACKED latest negatives, or the pool's chains when there is a pool,
+        with the judge (draws no random numbers)."""
+        figures = score(judge, self.pool.images if self.pool else self.buffer.latest(TRACKED), ref)
         shares = [c / figures["n"] for c in figures["class_counts"]]
         self.tracked.append({"step": len(self.history), "epoch": self.epoch,
                              **rounded({k: figures[k] for k in TRACKED_FIGURES}),
@@ -141,7 +159,8 @@ class Experiment:
         self.epoch += 1
         self.schedule.step()
         if self.epoch in cfg["sample_epochs"] or self.epoch == cfg["epochs"]:
-            self.grids[self.epoch] = to_uint8(x_neg[: cfg["grid_size"]])
+            shown = self.pool.images if self.pool else x_neg     # long_run: its long-lived chains
+            self.grids[self.epoch] = to_uint8(shown[: cfg["grid_size"]])
 
 
 # ---- outputs ---------------------------------------------------------------------------
@@ -181,12 +200,18 @@ def write_outputs(exp, paths, status, error=None):
         (paths["samples"] / "no_samples.png").unlink(missing_ok=True)
     else:
         save_grid(paths["samples"] / "no_samples.png", torch.full((1, 1, 28, 28), 128, dtype=torch.uint8))
-    steps = len(exp.history) * cfg["batch_size"] * cfg["sampler"]["steps"]
+    pool = cfg.get("pool")
+    from_pool = round(pool["share"] * cfg["batch_size"]) if pool else 0
+    per_iteration = (cfg["batch_size"] - from_pool) * cfg["sampler"]["steps"] + (
+        pool["chains"] * pool["steps"] if pool else 0)
+    steps = len(exp.history) * per_iteration
     metrics = {"experiment": exp.name, "status": status, "error": error,
                "epochs_done": exp.epoch, "iterations": len(exp.history), **summary(exp.history),
                "wall_time_s": round(exp.wall_time_s, 2),
                "langevin_img_steps_per_s": round(steps / exp.sampling_s, 1) if exp.sampling_s else None,
                "device": str(exp.device), "world_size": exp.world}
+    if exp.pool:
+        metrics.update(continues=cfg["continues"], pool_chain_age_steps=exp.pool.steps_done)
     write_json(paths["metrics"], metrics)
     return metrics
 
@@ -207,7 +232,8 @@ def train(name, params):
         folder.mkdir(parents=True, exist_ok=True)   # DVC wants every declared output, even after an error
 
     exp = Experiment(name, cfg, device, content_hash(digits), rank, world)
-    exp.resume(paths["checkpoints"])
+    if not exp.resume(paths["checkpoints"]) and cfg.get("continues"):
+        exp.continue_from(cfg["continues"])
     if rank == 0:
         judge = load_judge(device=device)
         ref = reference(judge, digits, TRACKED, seed=0)
@@ -251,7 +277,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         raise SystemExit("usage: python stages/train.py <experiment>")
-    params = load_params(sections=["train", "experiments"])
+    params = load_params(sections=["train", "experiments"] + (["long_run"] if argv[0] == "long_run" else []))
     metrics = train(argv[0], params)
     if metrics:
         print({k: metrics[k] for k in ("experiment", "status", "epochs_done", "wall_time_s")})

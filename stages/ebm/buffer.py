@@ -7,6 +7,8 @@ tutorial, where new samples push out the oldest.
 """
 import torch
 
+from ebm.sampler import langevin
+
 
 def uniform_noise(n, shape, device, generator=None):
     return torch.rand((n, *shape), device=device, generator=generator) * 2 - 1
@@ -56,3 +58,33 @@ class ReplayBuffer:
         size = state["size"]
         self.images[:size] = state["images"][:size].to(self.device)
         self.size, self.head = size, state["head"]
+
+
+class ChainPool:
+    """Long-lived chains, never restarted: every iteration each advances `chain.steps` Langevin
+    steps, and a share of the batch's negatives is drawn from them. A model trained only on
+    short chains (restarted or a few hundred steps old) never sees where its long chains go;
+    training against chains thousands of steps old puts the energy's drift itself into the
+    loss (Hill, Nijkamp et al. 2022, "the life cycle of EBMs", train_longrun; Nijkamp et al.
+    2020, "On the anatomy of MCMC-based maximum likelihood learning of EBMs": persistent
+    chains). All chains advance in one batch, the sampler's cheapest shape per image.
+    """
+
+    def __init__(self, n, shape=(1, 28, 28), device="cpu"):
+        self.images = uniform_noise(n, shape, device)
+        self.steps_done = 0           # every chain's age in Langevin steps (they start together)
+
+    def advance(self, energy, chain, grad_fn=None):
+        """Every chain `chain.steps` Langevin steps further under `energy`."""
+        self.images = langevin(energy, self.images, chain, grad_fn=grad_fn)
+        self.steps_done += chain.steps
+
+    def sample(self, n):
+        return self.images[torch.randint(0, len(self.images), (n,), device=self.images.device)]
+
+    def state_dict(self):
+        return {"images": self.images.clone(), "steps_done": self.steps_done}
+
+    def load_state_dict(self, state):
+        self.images = state["images"].to(self.images.device)
+        self.steps_done = state["steps_done"]

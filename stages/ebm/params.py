@@ -201,6 +201,18 @@ GENERATE = {
     "show_chains": positive_int(),
 }
 
+# Beyond the original journey: one experiment's model continued against long-lived chains.
+# Its own keys, plus any TRAIN key it changes from the experiment it continues.
+POOL = {
+    "chains": image_count(),                 # persistent chains, never restarted
+    "steps": positive_int(),                 # Langevin steps each chain advances per iteration
+    "share": fraction(),                     # fraction of each batch's negatives drawn from the pool
+    "step_size": positive(),
+    "noise_std": non_negative(),
+    "grad_clamp": positive(),
+}
+LONG_RUN = {"continues": Field(str), "pool": POOL}
+
 SCHEMA = {
     "scale": Field(str, choices=SCALES),
     "device": Field(str, choices=("auto", "cuda", "cpu")),
@@ -210,6 +222,7 @@ SCHEMA = {
     "judge": JUDGE,
     "evaluate": EVALUATE,
     "generate": GENERATE,
+    "long_run": "long_run",         # LONG_RUN + a partial TRAIN
 }
 
 
@@ -319,13 +332,16 @@ def _validate_sections(raw, scale, sections):
             raise ParamsError(f"params.yaml: missing section {section}")
         if section == "experiments":
             params[section] = _validate_experiments(raw, scale)
+        elif section == "long_run":
+            params[section] = _validate_long_run(raw, scale)
         else:
             params[section] = validate(raw[section], SCHEMA[section], f"{section}.", scale)
             check_rules(section, params[section], f"{section}.")
-    models = set(params["generate"]["chains"]) - set(raw.get("experiments") or {}) if "generate" in params else ()
+    trained = [*(raw.get("experiments") or {}), *(["long_run"] if "long_run" in raw else [])]
+    models = set(params["generate"]["chains"]) - set(trained) if "generate" in params else ()
     if models:
-        raise ParamsError(f"params.yaml: generate.chains.{sorted(models)[0]}: no such experiment "
-                          f"(experiments: {', '.join(raw.get('experiments') or {})})")
+        raise ParamsError(f"params.yaml: generate.chains.{sorted(models)[0]}: no such trained model "
+                          f"(experiments and long_run: {', '.join(trained)})")
     return params
 
 
@@ -346,6 +362,22 @@ def _validate_experiments(raw, scale):
     return out
 
 
+def _validate_long_run(raw, scale):
+    """The continued experiment's config with long_run's changes, its pool and `continues`."""
+    section = raw["long_run"]
+    own = validate(section, {**TRAIN, **LONG_RUN}, "long_run.", scale, partial=True)
+    experiments = _validate_experiments(raw, scale)
+    source = own.pop("continues", None)
+    if source not in experiments:
+        raise ParamsError(f"params.yaml: long_run.continues = {source!r}: must name an experiment "
+                          f"({', '.join(experiments)})")
+    pool = validate(section.get("pool"), POOL, "long_run.pool.", scale)
+    own.pop("pool", None)
+    cfg = deep_merge(experiments[source], own)
+    check_rules("train", cfg, "long_run.")
+    return {**cfg, "continues": source, "pool": pool}
+
+
 def resolve_scale(tree, scale):
     """`tree` with every mapping of each scale to a value replaced by `scale`'s value, unvalidated:
     for a section the schema does not know (yet)."""
@@ -362,7 +394,10 @@ def experiment_names(path="params.yaml"):
 
 
 def experiment_config(params, name):
-    """The complete, validated config of one experiment: `train` with its overrides."""
+    """The complete, validated config of one experiment: `train` with its overrides; `long_run`:
+    the experiment it continues with its changes (load_params with the long_run section)."""
+    if name == "long_run" and "long_run" in params:
+        return params["long_run"]
     if name not in params["experiments"]:
         raise ParamsError(f"unknown experiment {name!r}: must be one of {', '.join(params['experiments'])}")
     return params["experiments"][name]
