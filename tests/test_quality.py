@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from ebm.buffer import ReplayBuffer
 from ebm.data import DataError, save_digits, to_unit_range
@@ -192,7 +193,9 @@ evaluate: {seed: 1, num_samples: 64, fresh_steps: 3, batch_size: 40}
 @pytest.fixture
 def workdir(tmp_path, monkeypatch, digits):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text(PARAMS)
+    journey = {k: v for k, v in yaml.safe_load((ROOT / "params.yaml").read_text()).items()
+               if k in ("train", "experiments")}          # evaluate checks its argument against them
+    (tmp_path / "params.yaml").write_text(PARAMS + yaml.safe_dump(journey))
     small = {"x_train": digits["x_train"][:1000], "y_train": digits["y_train"][:1000],
              "x_test": digits["x_test"][:300], "y_test": digits["y_test"][:300]}
     save_digits(tmp_path / "data" / "mnist.npz", **small)     # a quick stage: 1,000 train / 300 test
