@@ -129,7 +129,7 @@ AGREEMENT_RULES = {   # step -> (agrees when, the figures it uses, why those fig
         "the generate stage's own verdict is \"stays realistic\": every check in metrics/generate/<model>.json "
         "passed",
         "metrics/generate/<model>.json: verdict.checks (diverse, coverage_kept, density_kept, fld_kept, legible, "
-        "ink, saturated)",
+        "ink, white)",
         "\"diverse and recognizable digits\" after 20,000 steps: diverse and legible at the last step and no drift "
         "since step 1,000. The original journey's claim is judged on the generation named last in "
         "generate.chains; the others are shown beside it for comparison"),
@@ -137,9 +137,9 @@ AGREEMENT_RULES = {   # step -> (agrees when, the figures it uses, why those fig
 
 EVAL_FIGURES = ["fld", "density", "coverage", "precision", "recall", "recognisable", "recognisable_vs_real",
                 "confident", "class_entropy", "modes_covered", "min_class_coverage", "confidence", "ink",
-                "saturated", "energy"]
+                "saturated", "white", "energy"]
 SNAPSHOT_FIGURES = ["density", "coverage", "recognisable", "class_entropy", "modes_covered", "min_class_coverage",
-                    "fld", "ink", "saturated", "energy_mean"]
+                    "fld", "ink", "saturated", "white", "energy_mean"]
 TERMS = [("loss", "loss"), ("e_pos", "E_pos"), ("e_neg", "E_neg"), ("cd", "CD"), ("reg", "reg"), ("r1", "R1")]
 
 
@@ -685,7 +685,7 @@ def evaluation_block(doc, run, name):
     rows = [[k, (record.get("fresh") or {}).get(k), (record.get("buffer") or {}).get(k),
              record.get("test_energy") if k == "energy" else real.get(k)] for k in EVAL_FIGURES]
     rows.append(["fld_ceiling (noise)", None, None, real.get("fld_ceiling")])
-    rows += [[f"{k} (test digits)", None, None, real.get(f"test_{k}")] for k in ("ink", "saturated")]
+    rows += [[f"{k} (test digits)", None, None, real.get(f"test_{k}")] for k in ("ink", "saturated", "white")]
     doc.table(["figure", "fresh", "buffer", "real"], rows)
     doc.para(f"{fmt(record.get('num_samples'))} samples per protocol; fresh chains run "
              f"{fmt(record.get('fresh_steps'))} Langevin steps from noise, buffer samples come from the trained "
@@ -764,11 +764,11 @@ def generation_section(doc, run, model):
     real = gen.get("real") or {}
     rows = [[f"{int(s):,}", *[snaps[s].get(k) for k in SNAPSHOT_FIGURES]] for s in sorted(snaps, key=int)]
     rows.append([f"real ({fmt(real.get('n'))} digits)",
-                 *[real.get(k) if k not in ("ink", "saturated") else real.get(f"test_{k}") for k in
+                 *[real.get(k) if k not in ("ink", "saturated", "white") else real.get(f"test_{k}") for k in
                    SNAPSHOT_FIGURES[:-1]], None])
     doc.table(["step", *[k.replace("modes_covered", "modes") for k in SNAPSHOT_FIGURES]], rows)
-    doc.para(f"The real row: what {fmt(real.get('n'))} real train digits score (ink and saturated: the test "
-             f"digits'); the noise ceiling of the Frechet distance is {fmt(real.get('fld_ceiling'), 3)}.")
+    doc.para(f"The real row: what {fmt(real.get('n'))} real train digits score (ink, saturated and white: the "
+             f"test digits'); the noise ceiling of the Frechet distance is {fmt(real.get('fld_ceiling'), 3)}.")
     counts = read_csv(folder / "class_counts.csv")
     if counts is not None and len(counts):
         doc.heading(3, "The judge's classes over the steps", anchor=f"{gen_anchor(model)}-classes")

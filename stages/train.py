@@ -60,7 +60,8 @@ class Experiment:
         buf = cfg["buffer"]
         capacity = max(1, buf["capacity"] // world)                # each rank holds one shard
         self.buffer = ReplayBuffer(capacity, buf["restart_prob"], min(buf["initial_fill"], capacity), device=device)
-        self.pool = ChainPool(cfg["pool"]["chains"], device=device) if cfg.get("pool") else None
+        self.pool = ChainPool(cfg["pool"]["chains"], cfg["pool"]["restart_prob"], device=device) \
+            if cfg.get("pool") else None
         self.pool_chain = Chain.of(cfg["pool"]) if self.pool else None
         self.epoch, self.history, self.grids, self.wall_time_s, self.sampling_s = 0, [], {}, 0.0, 0.0
         self.tracked = []   # one row per epoch: the judge's figures of that epoch's latest negatives
@@ -211,7 +212,9 @@ def write_outputs(exp, paths, status, error=None):
                "langevin_img_steps_per_s": round(steps / exp.sampling_s, 1) if exp.sampling_s else None,
                "device": str(exp.device), "world_size": exp.world}
     if exp.pool:
-        metrics.update(continues=cfg["continues"], pool_chain_age_steps=exp.pool.steps_done)
+        ages = exp.pool.ages.float()
+        metrics.update(continues=cfg["continues"], pool_oldest_chain_steps=int(ages.max()),
+                       pool_median_chain_steps=int(ages.median()))
     write_json(paths["metrics"], metrics)
     return metrics
 

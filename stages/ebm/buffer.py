@@ -61,30 +61,39 @@ class ReplayBuffer:
 
 
 class ChainPool:
-    """Long-lived chains, never restarted: every iteration each advances `chain.steps` Langevin
-    steps, and a share of the batch's negatives is drawn from them. A model trained only on
-    short chains (restarted or a few hundred steps old) never sees where its long chains go;
-    training against chains thousands of steps old puts the energy's drift itself into the
-    loss (Hill, Nijkamp et al. 2022, "the life cycle of EBMs", train_longrun; Nijkamp et al.
-    2020, "On the anatomy of MCMC-based maximum likelihood learning of EBMs": persistent
-    chains). All chains advance in one batch, the sampler's cheapest shape per image.
+    """Long-lived chains: every iteration each advances `chain.steps` Langevin steps, and a share
+    of the batch's negatives is drawn from them. A model trained only on short chains (restarted,
+    or a few hundred steps old) never sees where its long chains go; training against chains
+    thousands of steps old puts the energy's drift itself into the loss (Hill, Nijkamp et al.
+    2022, "the life cycle of EBMs", train_longrun; Nijkamp et al. 2020, "On the anatomy of
+    MCMC-based maximum likelihood learning of EBMs": persistent chains).
+
+    A chain restarts from U(-1, 1) with probability `restart_prob` per iteration (rarely: 1/200
+    gives ages spread over thousands of steps), so the pool holds every stage of the path from
+    noise to an old chain, the path a generation takes: chains that all started together leave
+    the model free to spoil the early part of that path once they are old. All chains advance
+    in one batch, the sampler's cheapest shape per image.
     """
 
-    def __init__(self, n, shape=(1, 28, 28), device="cpu"):
+    def __init__(self, n, restart_prob, shape=(1, 28, 28), device="cpu"):
         self.images = uniform_noise(n, shape, device)
-        self.steps_done = 0           # every chain's age in Langevin steps (they start together)
+        self.restart_prob = restart_prob
+        self.ages = torch.zeros(n, dtype=torch.long, device=device)   # Langevin steps since each (re)start
 
     def advance(self, energy, chain, grad_fn=None):
-        """Every chain `chain.steps` Langevin steps further under `energy`."""
+        """Restart a few chains from noise, then move every chain `chain.steps` steps under `energy`."""
+        restart = torch.rand(len(self.images), device=self.images.device) < self.restart_prob
+        self.images[restart] = uniform_noise(int(restart.sum()), self.images.shape[1:], self.images.device)
+        self.ages[restart] = 0
         self.images = langevin(energy, self.images, chain, grad_fn=grad_fn)
-        self.steps_done += chain.steps
+        self.ages += chain.steps
 
     def sample(self, n):
         return self.images[torch.randint(0, len(self.images), (n,), device=self.images.device)]
 
     def state_dict(self):
-        return {"images": self.images.clone(), "steps_done": self.steps_done}
+        return {"images": self.images.clone(), "ages": self.ages.clone()}
 
     def load_state_dict(self, state):
         self.images = state["images"].to(self.images.device)
-        self.steps_done = state["steps_done"]
+        self.ages = state["ages"].to(self.images.device)

@@ -204,7 +204,8 @@ GENERATE = {
 # Beyond the original journey: one experiment's model continued against long-lived chains.
 # Its own keys, plus any TRAIN key it changes from the experiment it continues.
 POOL = {
-    "chains": image_count(),                 # persistent chains, never restarted
+    "chains": image_count(),                 # long-lived chains
+    "restart_prob": fraction(),              # per chain and iteration: rare, so ages spread out
     "steps": positive_int(),                 # Langevin steps each chain advances per iteration
     "share": fraction(),                     # fraction of each batch's negatives drawn from the pool
     "step_size": positive(),

@@ -23,7 +23,9 @@ diversity  coverage     Naeem et al. 2020 (k = 5): the fraction of real samples 
            class_entropy entropy of the predicted-class histogram / log 10 (1 = uniform).
            modes_covered classes that get at least 2% of the samples (10 = all).
 both       fld          Frechet distance of the features to the test split's (FID with LeNet).
-pixels     ink, saturated  mean fraction of pixels above 0, and at |x| >= 0.99.
+pixels     ink, saturated, white  mean fraction of pixels above 0, at |x| >= 0.99 (the -1
+                        background counts: real digits 0.83, +-1 speckle near 1, a blur lower),
+                        and at x >= 0.99 (saturated strokes: real digits 0.024).
 
 Calibration: `reference` scores N real train digits (disjoint from the test split) the same
 way: the "as good as real digits" line, at the same N as the samples (coverage, recall and
@@ -55,7 +57,7 @@ SATURATED = 0.99        # |pixel| >= this counts as saturated (at -1 or +1)
 
 # The figures `score` returns, in the order tables show them.
 FIGURES = ("fld", "density", "coverage", "precision", "recall", "recognisable", "class_entropy",
-           "modes_covered", "min_class_coverage", "confidence", "ink", "saturated")
+           "modes_covered", "min_class_coverage", "confidence", "ink", "saturated", "white")
 
 
 @torch.no_grad()
@@ -108,9 +110,10 @@ def class_metrics(probs):
 
 
 def pixel_stats(images):
-    """Mean fraction of pixels above 0 (ink) and at |x| >= SATURATED, of images in [-1, 1]."""
+    """Mean fraction of pixels above 0 (ink), at |x| >= SATURATED and at x >= SATURATED (white)."""
     x = torch.as_tensor(images).float()
-    return {"ink": float((x > 0).float().mean()), "saturated": float((x.abs() >= SATURATED).float().mean())}
+    return {"ink": float((x > 0).float().mean()), "saturated": float((x.abs() >= SATURATED).float().mean()),
+            "white": float((x >= SATURATED).float().mean())}
 
 
 @dataclass
