@@ -47,14 +47,15 @@ def write_json(path, obj):
 
 REAL = {"n": 16, "fld": 1.0, "density": 0.95, "coverage": 0.9, "precision": 0.9, "recall": 0.9, "recognisable": 0.8,
         "class_entropy": 0.95, "modes_covered": 10, "min_class_coverage": 0.5, "confidence": 0.9, "ink": 0.13,
-        "saturated": 0.83, "fld_ceiling": 300.0, "test_ink": 0.13, "test_saturated": 0.83}
+        "saturated": 0.83, "white": 0.024, "fld_ceiling": 300.0, "test_ink": 0.13, "test_saturated": 0.83,
+        "test_white": 0.024}
 
 
 def quality(entropy, recog, modes, density=0.5, coverage=0.5, min_cov=0.3, saturated=0.8):
     """A `fresh` or `buffer` block of metrics/eval/<name>.json."""
     return {"fld": 40.0, "density": density, "coverage": coverage, "precision": 0.5, "recall": 0.5,
             "recognisable": recog, "confident": recog, "min_class_coverage": min_cov, "class_entropy": entropy,
-            "confidence": 0.8, "modes_covered": modes, "ink": 0.13, "saturated": saturated,
+            "confidence": 0.8, "modes_covered": modes, "ink": 0.13, "saturated": saturated, "white": 0.03,
             "recognisable_vs_real": recog / REAL["recognisable"], "energy": -1.0}
 
 
@@ -234,18 +235,18 @@ def test_generate_errors_are_clear(generated, tmp_path, monkeypatch, capsys):
         generate.main([MODEL])
 
 
-def snap(entropy=0.95, modes=10, coverage=0.8, density=0.9, fld=10.0, recog=0.8, ink=0.13, saturated=0.83):
+def snap(entropy=0.95, modes=10, coverage=0.8, density=0.9, fld=10.0, recog=0.8, ink=0.13, white=0.024):
     """One snapshot's figures, as metrics/generate/<model>.json holds them."""
     return {"fld": fld, "density": density, "coverage": coverage, "recognisable": recog, "class_entropy": entropy,
-            "modes_covered": modes, "min_class_coverage": 0.3, "ink": ink, "saturated": saturated,
+            "modes_covered": modes, "min_class_coverage": 0.3, "ink": ink, "saturated": 0.83, "white": white,
             "recognisable_vs_real": recog / 0.85}
 
 
 def test_verdict_rules():
     from generate import verdict
 
-    real = {"recognisable": 0.85, "test_ink": 0.13, "test_saturated": 0.83}
-    noise = snap(entropy=0.3, modes=3, coverage=0.0, density=0.0, fld=100.0, recog=0.0, ink=0.5, saturated=0.01)
+    real = {"recognisable": 0.85, "test_ink": 0.13, "test_saturated": 0.83, "test_white": 0.024}
+    noise = snap(entropy=0.3, modes=3, coverage=0.0, density=0.0, fld=100.0, recog=0.0, ink=0.5, white=0.005)
 
     stable = verdict({"0": noise, "1000": snap(), "5000": snap(), "20000": snap(coverage=0.78, fld=11.0)}, real)
     assert stable["reference_step"] == 1000 and stable["last_step"] == 20000
@@ -258,6 +259,8 @@ def test_verdict_rules():
     assert {"diverse", "coverage_kept"} <= set(drifting["failed"])
     assert drifting["checks"]["diverse"]["value"] == 0.6 and drifting["checks"]["coverage_kept"]["value"] == 0.5
     assert "legible" not in drifting["failed"]      # still legible digits, just fewer kinds
+    oversaturated = verdict({"0": noise, "1000": snap(white=0.07), "20000": snap(white=0.08)}, real)
+    assert oversaturated["failed"] == ["white"]      # strokes at +1: 3x the test digits' 0.024
 
     # A reference step with no coverage or density (noise at step 1,000): no ratio to take, no crash.
     flat = verdict({"0": noise, "1000": noise, "20000": noise}, real)

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from ebm.buffer import ReplayBuffer
+from ebm.buffer import ChainPool, ReplayBuffer
 from ebm.model import EnergyNet, count_parameters
 from ebm.objective import contrastive_loss
 from ebm.sampler import Chain, langevin
@@ -76,6 +76,32 @@ def test_buffer_state_round_trip():
     other.load_state_dict(buffer.state_dict())
     assert (other.size, other.head) == (5, 5)
     assert torch.equal(other.images[:5], buffer.images[:5])
+
+
+def test_buffer_latest_returns_the_newest_pushes_in_order():
+    buf = ReplayBuffer(capacity=5, restart_prob=0.0, initial_fill=1)
+    for value in range(7):                                  # wraps around the ring
+        buf.push(torch.full((1, 1, 28, 28), float(value)))
+    assert buf.latest(3)[:, 0, 0, 0].tolist() == [4.0, 5.0, 6.0] and len(buf.latest(99)) == 5
+
+
+def test_chain_pool_ages_restarts_and_round_trip():
+    torch.manual_seed(0)
+    energy, chain = EnergyNet(width=8), Chain(steps=3, step_size=10, noise_std=0.005, grad_clamp=0.03)
+    kept = ChainPool(6, restart_prob=0.0)
+    start = kept.images.clone()
+    kept.advance(energy, chain)
+    kept.advance(energy, chain)
+    assert kept.ages.tolist() == [6] * 6 and not torch.equal(kept.images, start)
+    assert kept.images.abs().max() <= 1
+    fresh = ChainPool(6, restart_prob=1.0)                  # every chain restarts before each advance
+    fresh.advance(energy, chain)
+    fresh.advance(energy, chain)
+    assert fresh.ages.tolist() == [3] * 6
+    copy = ChainPool(6, restart_prob=0.0)
+    copy.load_state_dict(kept.state_dict())
+    assert torch.equal(copy.images, kept.images) and torch.equal(copy.ages, kept.ages)
+    assert kept.sample(4).shape == (4, 1, 28, 28)
 
 
 def test_loss_trivial_minimum_arithmetic():

@@ -103,9 +103,13 @@ BAD = [
     ("snapshot beyond the steps", lambda p: p["generate"].update(snapshots=[0, 100, 30000]),
      ["generate.snapshots = [0, 100, 30000]: step 30000 is beyond generate.steps = 20000"]),
     ("more chains shown than run", lambda p: p["generate"].update(show_chains=257),
-     ["generate.show_chains = 257: must be at most generate.chains.final_training = 256"]),
+     ["generate.show_chains = 257: must be at most generate.chains.final_training = 64"]),
     ("chains of a model that is no experiment", lambda p: p["generate"]["chains"].update(sixth_try=64),
-     ["generate.chains.sixth_try: no such experiment (experiments: initial_attempt, "]),
+     ["generate.chains.sixth_try: no such trained model (experiments and long_run: initial_attempt, "]),
+    ("long_run continues no experiment", lambda p: p["long_run"].update(continues="sixth_try"),
+     ["long_run.continues = 'sixth_try': must name an experiment (initial_attempt, "]),
+    ("long_run pool restart beyond 1", lambda p: p["long_run"]["pool"].update(restart_prob=1.5),
+     ["long_run.pool.restart_prob = 1.5: must be a number in [0.0, 1.0]"]),
     ("per-scale chains miss a scale", lambda p: p["generate"]["chains"].update(final_training={"cpu": 64}),
      ["generate.chains.final_training = {'cpu': 64}", "or a mapping of each scale (cpu, seed) to one"]),
     # sizes that cannot fit in memory: n images of 28x28 float32
@@ -117,12 +121,13 @@ BAD = [
     ("evaluation samples beyond memory", lambda p: p["evaluate"].update(num_samples=10**12),
      ["evaluate.num_samples = 1000000000000: ", "take 2.8 PiB"]),
     ("generation chains beyond memory", lambda p: p["generate"]["chains"]["final_training"].update(seed=10**12),
-     ["generate.chains = {'final_training': 1000000000000}: 1000000000000 images", "take 2.8 PiB",
+     ["generate.chains = {'final_training': 1000000000000", "1000000000000 images", "take 2.8 PiB",
       "(with scale: seed)"]),
     ("missing key", lambda p: p["train"]["optim"].pop("beta2"),
      ["missing key train.optim.beta2"]),
     ("unknown section", lambda p: p.update(trian={"seed": 1}),
-     ["unknown section trian", "allowed: scale, device, data, train, experiments, judge, evaluate, generate"]),
+     ["unknown section trian", "allowed: scale, device, data, train, experiments, judge, evaluate, generate, "
+                               "long_run"]),
 ]
 
 
@@ -157,6 +162,14 @@ def test_a_new_experiment_is_one_block_and_keeps_the_file_order(tmp_path):
     params = load_params(write(tmp_path, lambda p: p["experiments"].update(sixth_try={"epochs": 3})))
     assert list(params["experiments"]) == [*EXPERIMENTS, "sixth_try"]
     assert experiment_config(params, "sixth_try")["epochs"] == 3
+
+
+def test_long_run_is_the_continued_experiment_with_its_changes(tmp_path):
+    params = load_params(write(tmp_path, lambda p: None), sections=["train", "experiments", "long_run"])
+    base, long_run = experiment_config(params, "final_training"), experiment_config(params, "long_run")
+    assert long_run["continues"] == "final_training" and long_run["pool"]["chains"] > 0
+    assert long_run["optim"]["lr"] < base["optim"]["lr"] and long_run["sampler"] == base["sampler"]
+    assert long_run["loss"] == base["loss"] and long_run["buffer"] == base["buffer"]
 
 
 def test_memory_check_is_against_this_machines_ram(tmp_path):
