@@ -196,7 +196,7 @@ def project_seed_journey(model, device, repeats):
     train_s = {name: c["epochs"] * per_epoch[name] * per_iteration[kinds[name]] for name, c in trained.items()}
     ev, gen = params["evaluate"], params["generate"]
     evaluate_s = len(trained) * ev["num_samples"] * ev["fresh_steps"] / chain_rate(ev["batch_size"])
-    generate_s = gen["batch_size"] * gen["steps"] / chain_rate(gen["batch_size"])
+    generate_s = sum(chains * gen["steps"] / chain_rate(chains) for chains in gen["chains"].values())
     total_s = sum(train_s.values()) + evaluate_s + generate_s
     return {"iteration_s": {f"batch{b}_K{k}_r1_{r}": round(v, 4) for (b, k, r), v in per_iteration.items()},
             "one_epoch_final_training_s": round(epoch_s, 1),

@@ -235,11 +235,11 @@ def train(name, params):
         folder.mkdir(parents=True, exist_ok=True)   # DVC wants every declared output, even after an error
 
     exp = Experiment(name, cfg, device, content_hash(digits), rank, world)
-    if not exp.resume(paths["checkpoints"]) and cfg.get("continues"):
-        exp.continue_from(cfg["continues"])
-    if rank == 0:
+    if rank == 0:   # before resume: building the judge draws from the global RNG, which resume then restores
         judge = load_judge(device=device)
         ref = reference(judge, digits, TRACKED, seed=0)
+    if not exp.resume(paths["checkpoints"]) and cfg.get("continues"):
+        exp.continue_from(cfg["continues"])
     own_checkpoint = paths["checkpoints"] / ("checkpoint.pt" if rank == 0 else f"checkpoint_rank{rank}.pt")
     total = (len(images) // cfg["batch_size"]) * cfg["epochs"]
     status, error = "ok", None

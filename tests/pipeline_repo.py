@@ -27,6 +27,8 @@ def tiny_params(params):
     params["judge"]["epochs"] = 1
     params["evaluate"].update(num_samples=48, fresh_steps=5, batch_size=48)
     params["generate"].update(steps=20, chains={"final_training": 16}, snapshots=[0, 10, 20], show_chains=4)
+    params["long_run"].update(epochs=1, sample_epochs=[1])
+    params["long_run"]["pool"].update(chains=16, steps=5)
     return params
 
 
