@@ -60,7 +60,8 @@ class Experiment:
         buf = cfg["buffer"]
         capacity = max(1, buf["capacity"] // world)                # each rank holds one shard
         self.buffer = ReplayBuffer(capacity, buf["restart_prob"], min(buf["initial_fill"], capacity), device=device)
-        self.pool = ChainPool(cfg["pool"]["chains"], cfg["pool"]["restart_prob"], device=device) \
+        self.pool = ChainPool(cfg["pool"]["chains"], cfg["pool"]["restart_prob"], cfg["pool"]["lifetime"],
+                              device=device) \
             if cfg.get("pool") else None
         self.pool_chain = Chain.of(cfg["pool"]) if self.pool else None
         self.epoch, self.history, self.grids, self.wall_time_s, self.sampling_s = 0, [], {}, 0.0, 0.0
@@ -118,9 +119,11 @@ class Experiment:
         x_pos = (x_pos + cfg["loss"]["data_noise_std"] * torch.randn_like(x_pos)).clamp(-1, 1)
         from_pool = round(cfg["pool"]["share"] * len(x_pos)) if self.pool else 0
         started = time.perf_counter()
-        x_neg = langevin(self.net, self.buffer.sample(len(x_pos) - from_pool), self.chain,
-                         no_grad_bug=s["no_grad_bug"], grad_fn=self.sampler_grad)
-        self.buffer.push(x_neg)
+        x_neg = x_pos[:0]
+        if from_pool < len(x_pos):   # (long_run with share 1: the pool alone; the buffer stays as it was)
+            x_neg = langevin(self.net, self.buffer.sample(len(x_pos) - from_pool), self.chain,
+                             no_grad_bug=s["no_grad_bug"], grad_fn=self.sampler_grad)
+            self.buffer.push(x_neg)
         if self.pool:
             self.pool.advance(self.net, self.pool_chain, grad_fn=self.sampler_grad)
             x_neg = torch.cat([x_neg, self.pool.sample(from_pool)])

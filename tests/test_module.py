@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from ebm.buffer import ChainPool, ReplayBuffer
+from ebm.images import tile
 from ebm.model import EnergyNet, count_parameters
 from ebm.objective import contrastive_loss
 from ebm.sampler import Chain, langevin
@@ -102,6 +103,32 @@ def test_chain_pool_ages_restarts_and_round_trip():
     copy.load_state_dict(kept.state_dict())
     assert torch.equal(copy.images, kept.images) and torch.equal(copy.ages, kept.ages)
     assert kept.sample(4).shape == (4, 1, 28, 28)
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 20])
+def test_grid_tiles_like_torchvision_make_grid(n):
+    from torchvision.utils import make_grid
+
+    images = torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8)
+    expected = (make_grid(images.float() / 255.0, nrow=8, padding=2, pad_value=0.5)[0] * 255).round().to(torch.uint8)
+    assert torch.equal(tile(images, nrow=8), expected)
+
+
+def test_chain_pool_lifetime_staggers_ages_uniformly():
+    """After one lifetime every chain has restarted once and the ages are spread evenly over it."""
+    torch.manual_seed(0)
+    energy, chain = EnergyNet(width=8), Chain(steps=10, step_size=10, noise_std=0.005, grad_clamp=0.03)
+    pool = ChainPool(4, restart_prob=0.0, lifetime=40)
+    for _ in range(4):
+        pool.advance(energy, chain)
+    assert sorted(pool.ages.tolist()) == [10, 20, 30, 40]
+    for _ in range(5):                                      # later cycles keep the spread
+        pool.advance(energy, chain)
+        assert sorted(pool.ages.tolist()) == [10, 20, 30, 40]
+    resumed = ChainPool(4, restart_prob=0.0, lifetime=40)
+    resumed.load_state_dict(pool.state_dict())
+    resumed.advance(energy, chain), pool.advance(energy, chain)
+    assert torch.equal(resumed.ages, pool.ages)
 
 
 def test_loss_trivial_minimum_arithmetic():

@@ -68,21 +68,32 @@ class ChainPool:
     2022, "the life cycle of EBMs", train_longrun; Nijkamp et al. 2020, "On the anatomy of
     MCMC-based maximum likelihood learning of EBMs": persistent chains).
 
-    A chain restarts from U(-1, 1) with probability `restart_prob` per iteration (rarely: 1/200
-    gives ages spread over thousands of steps), so the pool holds every stage of the path from
-    noise to an old chain, the path a generation takes: chains that all started together leave
-    the model free to spoil the early part of that path once they are old. All chains advance
-    in one batch, the sampler's cheapest shape per image.
+    The pool should hold every stage of the path from noise to an old chain, the path a
+    generation takes: chains that all started together leave the model free to spoil the early
+    part of that path once they are old. Two ways to spread the ages, either or both:
+    - `restart_prob`: a chain restarts from U(-1, 1) with this probability per iteration
+      (geometric ages; 1/200 spreads them over thousands of steps, few reach the oldest);
+    - `lifetime`: a chain restarts once it is this many steps old, and the first restarts are
+      staggered over the first lifetime, so that after one lifetime the ages are uniform over
+      [0, lifetime): with the generation's length, every stage of a generation is trained on
+      equally. 0 means no limit.
+    All chains advance in one batch, the sampler's cheapest shape per image.
     """
 
-    def __init__(self, n, restart_prob, shape=(1, 28, 28), device="cpu"):
+    def __init__(self, n, restart_prob, lifetime=0, shape=(1, 28, 28), device="cpu"):
         self.images = uniform_noise(n, shape, device)
-        self.restart_prob = restart_prob
+        self.restart_prob, self.lifetime = restart_prob, lifetime
         self.ages = torch.zeros(n, dtype=torch.long, device=device)   # Langevin steps since each (re)start
+        # the age at which each chain restarts next: chain i first at (i + 1) / n of a lifetime
+        self.restart_age = (torch.arange(1, n + 1, device=device) * lifetime) // n if lifetime else None
 
     def advance(self, energy, chain, grad_fn=None):
-        """Restart a few chains from noise, then move every chain `chain.steps` steps under `energy`."""
+        """Restart the chains due, then move every chain `chain.steps` steps under `energy`."""
         restart = torch.rand(len(self.images), device=self.images.device) < self.restart_prob
+        if self.lifetime:
+            due = self.ages >= self.restart_age
+            self.restart_age[due] = self.lifetime
+            restart |= due
         self.images[restart] = uniform_noise(int(restart.sum()), self.images.shape[1:], self.images.device)
         self.ages[restart] = 0
         self.images = langevin(energy, self.images, chain, grad_fn=grad_fn)
@@ -92,8 +103,11 @@ class ChainPool:
         return self.images[torch.randint(0, len(self.images), (n,), device=self.images.device)]
 
     def state_dict(self):
-        return {"images": self.images.clone(), "ages": self.ages.clone()}
+        return {"images": self.images.clone(), "ages": self.ages.clone(),
+                "restart_age": None if self.restart_age is None else self.restart_age.clone()}
 
     def load_state_dict(self, state):
         self.images = state["images"].to(self.images.device)
         self.ages = state["ages"].to(self.images.device)
+        if self.lifetime:
+            self.restart_age = state["restart_age"].to(self.images.device)

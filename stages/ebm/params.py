@@ -206,6 +206,7 @@ GENERATE = {
 POOL = {
     "chains": image_count(),                 # long-lived chains
     "restart_prob": fraction(),              # per chain and iteration: rare, so ages spread out
+    "lifetime": Field(int, lo=0),            # steps after which a chain restarts (0: none)
     "steps": positive_int(),                 # Langevin steps each chain advances per iteration
     "share": fraction(),                     # fraction of each batch's negatives drawn from the pool
     "step_size": positive(),
