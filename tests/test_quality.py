@@ -114,14 +114,20 @@ def test_prdc_matches_the_papers_on_a_hand_computed_case():
     real_x = np.arange(10.0)
     real = np.stack([real_x, np.zeros(10)], 1)
     radii = {i: sorted(abs(real_x - i))[3] for i in range(10)}          # the 3rd nearest other point
+    radii5 = [sorted(abs(real_x - i))[5] for i in range(10)]
+    built = RealSet.of(real, np.eye(10)[np.zeros(10, int)])
+    assert built.radii_precision.tolist() == [radii[i] for i in range(10)] and built.radii_density.tolist() == radii5
     fakes = np.array([[0.5, 0.0], [100.0, 0.0]])
     probs = np.eye(10)[[0, 0]]
-    figures = manifold_metrics(RealSet(real, np.zeros(10, int), np.array([radii[i] for i in range(10)]), {}),
+    figures = manifold_metrics(RealSet(real, np.zeros(10, int), np.array([radii[i] for i in range(10)]),
+                                       np.array(radii5), {}),
                                np.repeat(fakes, 4, 0), np.repeat(probs, 4, 0))
     # precision: the sample at 0.5 lies in some ball, the one at 100 in none
     assert figures["precision"] == pytest.approx(0.5)
+    # recall: the real points within a sample's own 3-NN ball; each sample's 3rd nearest other
+    # sample is a copy of itself (distance 0), so no ball holds anything: 0
+    assert figures["recall"] == 0
     # density (k = 5 here): mean over samples of (number of real 5-NN balls holding it) / 5
-    radii5 = [sorted(abs(real_x - i))[5] for i in range(10)]
     held = sum(abs(0.5 - i) < radii5[i] for i in range(10))
     assert figures["density"] == pytest.approx(held / 5 / 2)
     # coverage: real points whose 5-NN ball holds a sample (the one at 0.5 sits in `held` of them)

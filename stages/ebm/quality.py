@@ -31,22 +31,21 @@ Calibration: `reference` scores N real train digits (disjoint from the test spli
 way: the "as good as real digits" line, at the same N as the samples (coverage, recall and
 the Frechet distance all depend on N). It also scores N uniform-noise images (fld_ceiling).
 
-Libraries: density, coverage, precision and recall come from `prdc` (the authors' own
-package), checked on hand-computed cases in tests/test_quality.py; note that it counts a
-sample on a ball's boundary as outside (strict <), where the papers write <=. The Frechet
+Density, coverage, precision and recall are computed as the authors' package `prdc` 0.2 does
+(the same formulas, and its strict <: a sample on a ball's boundary counts as outside, where
+the papers write <=), checked on hand-computed cases in tests/test_quality.py and against
+prdc itself to 1e-12 on these features. Not prdc itself: it imports scikit-learn for one
+pairwise distance, 3 s in each of the 13 processes of a journey that score samples, and it
+computes the distances twice for the two k. The Frechet
 distance stays the 20 lines below: torchmetrics' FrechetInceptionDistance agrees with them to
 1e-12 on these features but re-embeds the images through its own module and adds two
 dependencies, and its eigenvalue route is no faster on 84 x 84 matrices.
 """
-import contextlib
-import io
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from prdc import compute_prdc
-from prdc.prdc import compute_nearest_neighbour_distances, compute_pairwise_distance
 from scipy import linalg
 
 RECOGNISABLE = 0.9      # max-probability at which the judge's label counts as sure
@@ -122,32 +121,51 @@ class RealSet:
     features: np.ndarray        # (M, 84)
     classes: np.ndarray         # (M,) the judge's predicted class of each
     radii_precision: np.ndarray  # distance of each to its PRECISION_K-th nearest neighbour
+    radii_density: np.ndarray   # ... and to its DENSITY_K-th
     class_radii: dict           # class -> DENSITY_K-NN radii within that class (absent if too few)
 
     @classmethod
     def of(cls, features, probs):
         classes = probs.argmax(1)
-        class_radii = {c: compute_nearest_neighbour_distances(features[classes == c], DENSITY_K)
+        class_radii = {c: nearest_neighbour_distances(features[classes == c], DENSITY_K)
                        for c in range(10) if (classes == c).sum() > DENSITY_K}
-        return cls(features, classes, compute_nearest_neighbour_distances(features, PRECISION_K), class_radii)
+        return cls(features, classes, nearest_neighbour_distances(features, PRECISION_K),
+                   nearest_neighbour_distances(features, DENSITY_K), class_radii)
 
 
-def _quietly(fn, *args, **kwargs):
-    with contextlib.redirect_stdout(io.StringIO()):     # prdc prints the set sizes on every call
-        return fn(*args, **kwargs)
+def pairwise_distances(a, b):
+    """Euclidean distances (len(a), len(b)) of two float64 feature sets."""
+    return torch.cdist(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)).numpy()
+
+
+def nearest_neighbour_distances(features, k):
+    """Each row's distance to its k-th nearest other row (index k of its sorted distances: 0 is itself)."""
+    return np.partition(pairwise_distances(features, features), k, axis=1)[:, k]
+
+
+def prdc(real_radii, fake_radii, distances, k):
+    """Precision, recall, density and coverage (prdc 0.2's formulas) from the real and fake k-NN
+    radii and the (real, fake) distance matrix."""
+    inside_real = distances < real_radii[:, None]          # (real, fake): fake inside real's ball
+    return {"precision": float(inside_real.any(0).mean()),
+            "recall": float((distances < fake_radii[None, :]).any(1).mean()),
+            "density": float(inside_real.sum(0).mean() / k),
+            "coverage": float((distances.min(1) < real_radii).mean())}
 
 
 def manifold_metrics(real, features, probs):
     """Density, coverage, precision, recall, the realism gate and per-class coverage of samples."""
-    if len(features) < DENSITY_K + 2:    # prdc takes each sample's k-th neighbour among the others
+    if len(features) < DENSITY_K + 2:    # each sample's k-th neighbour among the others
         raise ValueError(f"{len(features)} samples: need at least k + 2 = {DENSITY_K + 2} for density and coverage")
-    dc = _quietly(compute_prdc, real.features, features, DENSITY_K)
-    pr = _quietly(compute_prdc, real.features, features, PRECISION_K)
+    distances = pairwise_distances(real.features, features)
+    fake_self = pairwise_distances(features, features)
+    dc = prdc(real.radii_density, np.partition(fake_self, DENSITY_K, axis=1)[:, DENSITY_K], distances, DENSITY_K)
+    pr = prdc(real.radii_precision, np.partition(fake_self, PRECISION_K, axis=1)[:, PRECISION_K], distances,
+              PRECISION_K)
     # Realism >= 1 (Kynkaanniemi et al. 2019, sec. 5): inside a real k = 3 ball, over the balls with
-    # radii up to the median only (the paper's pruning of outliers), prdc's strict <.
+    # radii up to the median only (the paper's pruning of outliers), with the strict <.
     tight = real.radii_precision <= np.median(real.radii_precision)
-    inside = (compute_pairwise_distance(real.features[tight], features)
-              < real.radii_precision[tight][:, None]).any(0)
+    inside = (distances[tight] < real.radii_precision[tight][:, None]).any(0)
     classes = probs.argmax(1)
     per_class = []
     for c in range(10):
@@ -155,7 +173,7 @@ def manifold_metrics(real, features, probs):
         if c not in real.class_radii or not len(mine):
             per_class.append(0.0)
             continue
-        nearest = compute_pairwise_distance(real.features[real.classes == c], mine).min(1)
+        nearest = pairwise_distances(real.features[real.classes == c], mine).min(1)
         per_class.append(float((nearest < real.class_radii[c]).mean()))
     sure = probs.max(1) >= RECOGNISABLE
     return {"density": float(dc["density"]), "coverage": float(dc["coverage"]),

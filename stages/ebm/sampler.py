@@ -45,8 +45,7 @@ def langevin(energy, x, chain, *, no_grad_bug=False, threads=None, grad_fn=None)
     `torch.no_grad()`. The energy then carries no graph and the gradient call raises
     the real `RuntimeError: element 0 of tensors does not require grad and does not
     have a grad_fn`.
-    threads: CPU slices computed in parallel (default: one per core, each of at least MIN_SLICE
-    images; 1 = plain).
+    threads: CPU slices computed in parallel (default: one per core; 1 = plain).
     grad_fn: x -> dE/dx to use instead of the plain autograd one (see fast_input_grad);
     ignored with no_grad_bug, whose error only the plain path raises.
     """
@@ -118,17 +117,10 @@ def fast_input_grad(energy, precision="fp32", compile=False, backend="inductor")
     return torch.compile(grad, backend=backend) if compile else grad
 
 
-MIN_SLICE = 32   # default: no slice under 32 images. Measured on 2 cores (60 steps, this network):
-                 # batch 32 runs 4,675 img-steps/s as one slice on 2 threads, 4,284 as two of 16
-                 # (batch 16: 3,916 against 2,955); batch 64 runs faster as two slices (5,467 / 4,902)
-
-
 def _parts(x, threads):
     if x.device.type != "cpu":
         return 1
-    if threads is None:
-        return max(1, min(cpu_cores(), len(x) // MIN_SLICE))
-    return max(1, min(threads, len(x)))
+    return max(1, min(threads or cpu_cores(), len(x)))
 
 
 class _CpuSlices:
