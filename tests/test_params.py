@@ -103,7 +103,7 @@ BAD = [
     ("snapshot beyond the steps", lambda p: p["generate"].update(snapshots=[0, 100, 30000]),
      ["generate.snapshots = [0, 100, 30000]: step 30000 is beyond generate.steps = 20000"]),
     ("more chains shown than run", lambda p: p["generate"].update(show_chains=257),
-     ["generate.show_chains = 257: must be at most generate.chains.final_training = 64"]),
+     ["generate.show_chains = 257: must be at most generate.chains.final_training = 32"]),
     ("chains of a model that is no experiment", lambda p: p["generate"]["chains"].update(sixth_try=64),
      ["generate.chains.sixth_try: no such trained model (experiments and long_run: initial_attempt, "]),
     ("long_run continues no experiment", lambda p: p["long_run"].update(continues="sixth_try"),
@@ -190,7 +190,7 @@ def test_a_tool_can_resolve_the_other_scale_without_editing_the_file(tmp_path):
     path = write(tmp_path, lambda p: p.update(scale="cpu"))
     seed = experiment_config(load_params(path, scale="seed"), "final_training")
     cpu = experiment_config(load_params(path), "final_training")
-    assert (seed["batch_size"], seed["epochs"]) == (128, 100) and (cpu["batch_size"], cpu["epochs"]) == (32, 15)
+    assert (seed["batch_size"], seed["epochs"]) == (128, 100) and (cpu["batch_size"], cpu["epochs"]) == (32, 10)
     with pytest.raises(ParamsError, match=r"scale='gpu'\): must be one of cpu \| seed"):
         load_params(path, scale="gpu")
 
@@ -254,8 +254,8 @@ def test_train_stage_fails_in_one_line_and_touches_nothing(tmp_path, change, arg
     (lambda p: p["train"].update(sample_epochs=[3]),
      lambda ps: experiment_config(ps, "final_training")["sample_epochs"], [3]),
     (lambda p: p["evaluate"].update(num_samples=500), lambda ps: ps["evaluate"]["num_samples"], 500),
-    (lambda p: p["generate"]["chains"].update(final_training=32),
-     lambda ps: ps["generate"]["chains"]["final_training"], 32),
+    (lambda p: p["generate"]["chains"].update(final_training=48),
+     lambda ps: ps["generate"]["chains"]["final_training"], 48),
     (lambda p: p["data"].update(source="torchvision"), lambda ps: ps["data"]["source"], "torchvision"),
 ], ids=["experiment epochs", "train.batch_size", "train.sample_epochs", "evaluate.num_samples",
         "generate.chains", "data.source"])
@@ -285,7 +285,7 @@ def test_dvc_exp_run_set_params_take_effect(tmp_path):
         "-S", "evaluate.num_samples=500", cwd=tmp_path)
     diff = json.loads(dvc("params", "diff", "--json", cwd=tmp_path).stdout)["params.yaml"]
     changed = {key: (v["old"], v["new"]) for key, v in diff.items()}
-    assert changed["experiments.final_training.epochs.cpu"] == (15, 20)
+    assert changed["experiments.final_training.epochs.cpu"] == (10, 20)
     assert changed["train.batch_size"] == (None, 64) and changed["train.batch_size.cpu"] == (32, None)
     for scale, epochs in [("cpu", 20), ("seed", 100)]:
         params = load_params(tmp_path / "params.yaml", scale=scale)
