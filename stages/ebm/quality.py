@@ -34,7 +34,7 @@ the Frechet distance all depend on N). It also scores N uniform-noise images (fl
 Density, coverage, precision and recall are computed as the authors' package `prdc` 0.2 does
 (the same formulas, and its strict <: a sample on a ball's boundary counts as outside, where
 the papers write <=), checked on hand-computed cases in tests/test_quality.py and against
-prdc itself to 1e-12 on these features. Not prdc itself: it imports scikit-learn for one
+prdc itself to 1e-15 on these features. Not prdc itself: it imports scikit-learn for one
 pairwise distance, 3 s in each of the 13 processes of a journey that score samples, and it
 computes the distances twice for the two k. The Frechet
 distance stays the 20 lines below: torchmetrics' FrechetInceptionDistance agrees with them to
