@@ -127,7 +127,8 @@ def test_chain_pool_lifetime_staggers_ages_uniformly():
         assert sorted(pool.ages.tolist()) == [10, 20, 30, 40]
     resumed = ChainPool(4, restart_prob=0.0, lifetime=40)
     resumed.load_state_dict(pool.state_dict())
-    resumed.advance(energy, chain), pool.advance(energy, chain)
+    resumed.advance(energy, chain)
+    pool.advance(energy, chain)
     assert torch.equal(resumed.ages, pool.ages)
 
 

@@ -138,9 +138,14 @@ def pairwise_distances(a, b):
     return torch.cdist(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)).numpy()
 
 
+def kth_neighbour(self_distances, k):
+    """From a set's (n, n) distances to itself: each row's distance to its k-th nearest other
+    row (index k of its sorted distances: 0 is itself)."""
+    return np.partition(self_distances, k, axis=1)[:, k]
+
+
 def nearest_neighbour_distances(features, k):
-    """Each row's distance to its k-th nearest other row (index k of its sorted distances: 0 is itself)."""
-    return np.partition(pairwise_distances(features, features), k, axis=1)[:, k]
+    return kth_neighbour(pairwise_distances(features, features), k)
 
 
 def prdc(real_radii, fake_radii, distances, k):
@@ -159,9 +164,8 @@ def manifold_metrics(real, features, probs):
         raise ValueError(f"{len(features)} samples: need at least k + 2 = {DENSITY_K + 2} for density and coverage")
     distances = pairwise_distances(real.features, features)
     fake_self = pairwise_distances(features, features)
-    dc = prdc(real.radii_density, np.partition(fake_self, DENSITY_K, axis=1)[:, DENSITY_K], distances, DENSITY_K)
-    pr = prdc(real.radii_precision, np.partition(fake_self, PRECISION_K, axis=1)[:, PRECISION_K], distances,
-              PRECISION_K)
+    dc = prdc(real.radii_density, kth_neighbour(fake_self, DENSITY_K), distances, DENSITY_K)
+    pr = prdc(real.radii_precision, kth_neighbour(fake_self, PRECISION_K), distances, PRECISION_K)
     # Realism >= 1 (Kynkaanniemi et al. 2019, sec. 5): inside a real k = 3 ball, over the balls with
     # radii up to the median only (the paper's pruning of outliers), with the strict <.
     tight = real.radii_precision <= np.median(real.radii_precision)
