@@ -34,8 +34,8 @@ from ebm.stage import run_stage
 
 CURVE_COLUMNS = ["step", "epoch", "loss", "e_pos", "e_neg", "cd", "reg", "r1", "grad_norm", "lr"]
 SUMMARY_TERMS = ["loss", "e_pos", "e_neg", "cd", "reg", "r1"]
-TRACKED = 1000          # the most recent negatives scored at each epoch's end (those of the last ~31
-                        # iterations at batch 32): as many as the evaluation scores, so figures compare
+TRACKED = 500           # the most recent negatives scored at each epoch's end (those of the last ~16
+                        # iterations at batch 32): as many as the CPU-scale evaluation scores, so figures compare
 TRACKED_FIGURES = ["class_entropy", "modes_covered", "coverage", "density", "recognisable", "ink", "saturated"]
 
 

@@ -253,7 +253,7 @@ def test_train_stage_fails_in_one_line_and_touches_nothing(tmp_path, change, arg
     (lambda p: p["train"].update(batch_size=64), lambda ps: experiment_config(ps, "mode_collapse")["batch_size"], 64),
     (lambda p: p["train"].update(sample_epochs=[3]),
      lambda ps: experiment_config(ps, "final_training")["sample_epochs"], [3]),
-    (lambda p: p["evaluate"].update(num_samples=500), lambda ps: ps["evaluate"]["num_samples"], 500),
+    (lambda p: p["evaluate"].update(num_samples=700), lambda ps: ps["evaluate"]["num_samples"], 700),
     (lambda p: p["generate"]["chains"].update(final_training=48),
      lambda ps: ps["generate"]["chains"]["final_training"], 48),
     (lambda p: p["data"].update(source="torchvision"), lambda ps: ps["data"]["source"], "torchvision"),
@@ -282,7 +282,7 @@ def test_dvc_exp_run_set_params_take_effect(tmp_path):
     run(["git", "add", "-A"], tmp_path)
     run(["git", "commit", "-qm", "params"], tmp_path)
     dvc("exp", "run", "-S", "train.batch_size=64", "-S", "experiments.final_training.epochs.cpu=20",
-        "-S", "evaluate.num_samples=500", cwd=tmp_path)
+        "-S", "evaluate.num_samples=700", cwd=tmp_path)
     diff = json.loads(dvc("params", "diff", "--json", cwd=tmp_path).stdout)["params.yaml"]
     changed = {key: (v["old"], v["new"]) for key, v in diff.items()}
     assert changed["experiments.final_training.epochs.cpu"] == (10, 20)
@@ -290,7 +290,7 @@ def test_dvc_exp_run_set_params_take_effect(tmp_path):
     for scale, epochs in [("cpu", 20), ("seed", 100)]:
         params = load_params(tmp_path / "params.yaml", scale=scale)
         final = experiment_config(params, "final_training")
-        assert (final["epochs"], final["batch_size"], params["evaluate"]["num_samples"]) == (epochs, 64, 500)
+        assert (final["epochs"], final["batch_size"], params["evaluate"]["num_samples"]) == (epochs, 64, 700)
 
 
 def test_resolve_scale_picks_per_scale_values_in_any_tree():
