@@ -116,6 +116,9 @@ def fake(tmp_path_factory):
                               **{f"class_{d}": [0.1, 0.1] for d in range(10)}})
     (root / "plots/negatives").mkdir(parents=True)
     negatives.to_csv(root / f"plots/negatives/{MODEL}.csv", index=False)      # long_run: none ("not run")
+    narrow = [0.02, 0.05, 0.03, 0.02, 0.02, 0.01, 0.05, 0.6, 0.15, 0.05]     # exp 4: top-3 0.8, at step 20
+    negatives.assign(class_entropy=[0.9, 0.5], **{f"class_{d}": [0.1, share] for d, share in enumerate(narrow)}).to_csv(
+        root / "plots/negatives/mode_collapse.csv", index=False)
 
     evals = {   # blob_collapse: no eval (its loss decides); initial_attempt: no model
         "initial_attempt": {"status": "no_model", "train_status": "expected_error",
@@ -346,7 +349,8 @@ def test_report_agreement_words(reported):
         assert rows[step][-1].startswith(word), (step, rows[step][-1])
     assert "fails on loss" in rows["blob_collapse"][-1]
     assert "plots/negatives/long_run.csv is missing" in rows["long_run"][-1]
-    assert "top-3 classes 0.8" in rows["mode_collapse"][2]          # 0.6 + 0.15 + 0.05 of the buffer column
+    assert "top-3 classes 0.8 (final_training 0.3)" in rows["mode_collapse"][2]   # 0.6 + 0.15 + 0.05, at step 20
+    assert "class entropy 0.5 at iteration 20 (final_training at 20: 0.95" in rows["mode_collapse"][2]
     assert "density 0.02 (real 0.95)" in rows["loss_collapse"][2]   # figures beside the real line
     for word in ("agrees", "not reproduced at this scale", "not run"):
         assert f'<p class="word' in page and f">{word}</p>" in page
@@ -370,14 +374,17 @@ def test_report_disagrees_at_the_journeys_scale(reported, monkeypatch):
     run_.trains["initial_attempt"] = {"status": "ok"}
     run_.scale = "cpu"
     assert report.agreement(run_, "initial_attempt").word == "disagrees"   # a bug is the same at any scale
-    run_.evals.pop("final_training")
-    run_.evals["mode_collapse"]["buffer"]["class_entropy"] = 0.95
-    (root / "plots/eval/mode_collapse_classes.csv").rename(root / "moved.csv")
-    try:
+    negatives = root / "plots/negatives/mode_collapse.csv"
+    young = pd.read_csv(negatives)
+    try:   # exp 4 as narrow as exp 5 was at the same iteration (step 10): its youth, not a collapse
+        young.iloc[:1].assign(class_entropy=0.85).to_csv(negatives, index=False)
+        assert report.agreement(run_, "mode_collapse").word == "not reproduced at this scale"
+        negatives.rename(root / "moved.csv")
         verdict = report.agreement(run_, "mode_collapse")
     finally:
-        (root / "moved.csv").rename(root / "plots/eval/mode_collapse_classes.csv")
-    assert verdict.word == "not run" and "missing" in verdict.why
+        young.to_csv(negatives, index=False)
+        (root / "moved.csv").unlink(missing_ok=True)
+    assert verdict.word == "not run" and "plots/negatives/mode_collapse.csv is missing" in verdict.why
 
 
 def test_report_markdown_and_wording(reported):
