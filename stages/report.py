@@ -675,12 +675,13 @@ def training_block(doc, run, name, cfg_epochs):
     if negatives is not None:
         doc.image(negatives_figure(name, negatives, (run.judge or {}).get("real") or {}),
                   f"{name}: class entropy, coverage and recognisable of the latest training negatives per epoch")
-        last = negatives.iloc[-1]
+        last, real = negatives.iloc[-1], (run.judge or {}).get("real") or {}
+        # The judge's real line is scored at its own N (the test split's size), which need not be the
+        # number of negatives tracked; coverage grows with N, so the N is named rather than implied.
         doc.para(f"At the last epoch ({int(last['epoch'])}): class entropy {fmt(float(last['class_entropy']), 3)}, "
                  f"coverage {fmt(float(last['coverage']), 3)}, modes covered {int(last['modes_covered'])}; real "
-                 f"digits at the same N: {fmt(((run.judge or {}).get('real') or {}).get('class_entropy'), 3)}, "
-                 f"{fmt(((run.judge or {}).get('real') or {}).get('coverage'), 3)}, "
-                 f"{fmt(((run.judge or {}).get('real') or {}).get('modes_covered'))}.")
+                 f"digits (the judge's line, N = {fmt(real.get('n'))}): {fmt(real.get('class_entropy'), 3)}, "
+                 f"{fmt(real.get('coverage'), 3)}, {fmt(real.get('modes_covered'))}.")
     grid = run.last_grid(name)
     if grid:
         doc.image(grid, f"{name}: the last training sample grid")
