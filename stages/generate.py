@@ -15,6 +15,9 @@ ink, ...), beside what as many real digits score. Writes, atomically, in plots/g
   class_counts.csv          the judge's predicted classes at every snapshot (a row each)
   verdict.json              the verdict in full: every check with its rule, and a summary
 and metrics/generate/<model>.json: the figures per snapshot, the real line, the verdict's checks.
+The real line includes the test digits' own energy (mean, 5% and 95% quantiles), and each snapshot
+the share of chains below the test digits' 5% quantile (`below_real_energy`): a chain that sinks
+under nearly every real digit has found a low-energy state the data does not have.
 Nijkamp et al. (2020): a model whose long chains stay realistic is "convergent"; one whose
 chains drift (oversaturate, collapse to few classes, dissolve into noise) learnt a sampler
 that only works for its short training chains. The verdict says which, from the numbers.
@@ -31,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 from ebm.buffer import uniform_noise
-from ebm.data import load_digits
+from ebm.data import load_digits, to_unit_range
 from ebm.images import save_grid, to_uint8
 from ebm.io import atomic_path, write_csv, write_json
 from ebm.judge import load_judge
@@ -130,6 +133,22 @@ def run_chains(model, x, cfg, snapshots):
             bar.update(end - start)
             record(end)
     return kept, pd.DataFrame(rows), sampling_s
+
+
+def real_energy(model, digits, device):
+    """The test digits' energy under the model: where chains that stay among the digits should sit."""
+    with torch.no_grad():
+        energy = torch.cat([model(chunk.to(device)).float().cpu()
+                            for chunk in to_unit_range(digits["x_test"]).split(1000)]).numpy()
+    q05, q95 = np.quantile(energy, [0.05, 0.95])
+    return {"energy_mean": float(energy.mean()), "energy_q05": float(q05), "energy_q95": float(q95)}
+
+
+def below_real_energy(model, kept, threshold, device):
+    """{step: share of the chains whose energy is below `threshold`} at every snapshot."""
+    with torch.no_grad():
+        return {step: float((model(x.to(device)).float().cpu() < threshold).float().mean())
+                for step, x in kept.items()}
 
 
 def judge_snapshots(kept, cfg, device):
@@ -241,9 +260,12 @@ def main(argv=None):
     kept, energy, sampling_s = run_chains(model, initial_chains(cfg, chains, ckpt, device), cfg, snapshots)
 
     per_step, class_counts, real = judge_snapshots(kept, cfg, device)
+    real.update(rounded(real_energy(model, load_digits(), device)))
+    below = below_real_energy(model, kept, real["energy_q05"], device)
     for step, frame in energy.groupby("step"):
         if str(step) in per_step:
             per_step[str(step)]["energy_mean"] = round(float(frame["mean"].iloc[0]), 4)
+            per_step[str(step)]["below_real_energy"] = round(below[step], 4)
 
     out = Path("plots/generate") / name
     for stale in out.glob("hq_samples_k*.png"):

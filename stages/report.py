@@ -147,7 +147,7 @@ EVAL_FIGURES = ["fld", "density", "coverage", "precision", "recall", "recognisab
                 "confident", "class_entropy", "modes_covered", "min_class_coverage", "confidence", "ink",
                 "saturated", "white", "energy"]
 SNAPSHOT_FIGURES = ["density", "coverage", "recognisable", "class_entropy", "modes_covered", "min_class_coverage",
-                    "fld", "ink", "saturated", "white", "energy_mean"]
+                    "fld", "ink", "saturated", "white", "energy_mean", "below_real_energy"]
 TERMS = [("loss", "loss"), ("e_pos", "E_pos"), ("e_neg", "E_neg"), ("cd", "CD"), ("reg", "reg"), ("r1", "R1")]
 
 
@@ -570,21 +570,35 @@ def classes_figure(name, frame):
     return save_figure(fig, f"{name}_classes")
 
 
-def energy_figure(model, frame, snapshots):
+def energy_figure(model, frame, snapshots, real=None):
+    """The chains' energy over the steps, beside the test digits' own energy (real: the generation's
+    real line). Zoomed on the chains from step 100 on: the noise they start from sits far above."""
     fig, ax = plt.subplots(figsize=(8, 3.2))
-    ax.fill_between(frame["step"], frame["q05"], frame["q95"], alpha=0.2, label="5-95%")
-    ax.fill_between(frame["step"], frame["q25"], frame["q75"], alpha=0.4, label="25-75%")
-    ax.plot(frame["step"], frame["median"], label="median")
-    ax.plot(frame["step"], frame["mean"], ls="--", label="mean")
+    ax.fill_between(frame["step"], frame["q05"], frame["q95"], alpha=0.2, label="chains 5-95%")
+    ax.fill_between(frame["step"], frame["q25"], frame["q75"], alpha=0.4, label="chains 25-75%")
+    ax.plot(frame["step"], frame["median"], label="chains' median")
+    ax.plot(frame["step"], frame["mean"], ls="--", label="chains' mean")
+    title = f"generation from {model}: energy of the chains"
+    if real and real.get("energy_q05") is not None:
+        ax.axhspan(real["energy_q05"], real["energy_q95"], color="green", alpha=0.12, label="test digits 5-95%")
+        ax.axhline(real["energy_mean"], color="green", lw=1, ls=":", label="test digits' mean")
+        settled = frame[frame["step"] >= 100]
+        if len(settled) and len(settled) < len(frame):
+            low = min(settled["q05"].min(), real["energy_q05"])
+            high = max(settled["q95"].max(), real["energy_q95"])
+            pad = 0.1 * (high - low) or 0.01
+            ax.set_ylim(low - pad, high + pad)
+            start = frame.loc[frame["step"].idxmin(), "mean"]
+            title += f" (from step 100; at step 0, noise: {start:.3g})"
     for step in snapshots:
         ax.axvline(step, color="grey", lw=0.5)
-    ax.set(xlabel="Langevin step", ylabel="energy E", title=f"generation from {model}: energy of the chains")
+    ax.set(xlabel="Langevin step", ylabel="energy E", title=title)
     if frame["step"].max() > 1000:
         ax.set_xscale("symlog", linthresh=100)
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.set_xlim(0, frame["step"].max())
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return save_figure(fig, f"{model}_energy")
 
@@ -772,18 +786,22 @@ def generation_section(doc, run, model):
     if (folder / "chain_snapshots.png").is_file():
         doc.image(folder / "chain_snapshots.png", f"{model}: chains (rows) at the snapshot steps (columns)")
     snaps = gen.get("snapshots") or {}
+    real = gen.get("real") or {}
     energy = read_csv(folder / "energy.csv")
     if energy is not None and len(energy):
-        doc.image(energy_figure(model, energy, [int(s) for s in snaps]), f"{model}: energy of the chains over the steps")
+        doc.image(energy_figure(model, energy, [int(s) for s in snaps], real),
+                  f"{model}: energy of the chains over the steps, beside the test digits' own")
     doc.heading(3, "Figures over the steps", anchor=f"{gen_anchor(model)}-metrics")
-    real = gen.get("real") or {}
     rows = [[f"{int(s):,}", *[snaps[s].get(k) for k in SNAPSHOT_FIGURES]] for s in sorted(snaps, key=int)]
+    test_figures = {"ink": "test_ink", "saturated": "test_saturated", "white": "test_white",
+                    "energy_mean": "energy_mean", "below_real_energy": None}
     rows.append([f"real ({fmt(real.get('n'))} digits)",
-                 *[real.get(k) if k not in ("ink", "saturated", "white") else real.get(f"test_{k}") for k in
-                   SNAPSHOT_FIGURES[:-1]], None])
+                 *[real.get(test_figures.get(k, k)) if test_figures.get(k, k) else None for k in SNAPSHOT_FIGURES]])
     doc.table(["step", *[k.replace("modes_covered", "modes") for k in SNAPSHOT_FIGURES]], rows)
-    doc.para(f"The real row: what {fmt(real.get('n'))} real train digits score (ink, saturated and white: the "
-             f"test digits'); the noise ceiling of the Frechet distance is {fmt(real.get('fld_ceiling'), 3)}.")
+    doc.para(f"The real row: what {fmt(real.get('n'))} real train digits score (ink, saturated, white and "
+             f"energy_mean: the test digits'); below_real_energy: the share of chains whose energy is below "
+             f"that of 95% of the test digits ({fmt(real.get('energy_q05'), 3)}). The noise ceiling of the "
+             f"Frechet distance is {fmt(real.get('fld_ceiling'), 3)}.")
     counts = read_csv(folder / "class_counts.csv")
     if counts is not None and len(counts):
         doc.heading(3, "The judge's classes over the steps", anchor=f"{gen_anchor(model)}-classes")

@@ -167,8 +167,10 @@ def test_generate_outputs_follow_params(generated):
     for m in metrics["snapshots"].values():
         assert {"fld", "density", "coverage", "recognisable", "recognisable_vs_real", "class_entropy",
                 "modes_covered", "min_class_coverage", "ink", "saturated", "energy_mean"} <= set(m)
+        assert 0 <= m["below_real_energy"] <= 1
     assert {"n", "fld", "density", "coverage", "recognisable", "fld_ceiling", "test_ink",
             "test_saturated"} <= set(metrics["real"]) and metrics["real"]["n"] == CHAINS
+    assert metrics["real"]["energy_q05"] <= metrics["real"]["energy_q95"]
     assert metrics["steps"] == STEPS and metrics["chains"] == CHAINS and metrics["device"] == "cpu"
     assert metrics["experiment"] == MODEL and metrics["wall_time_s"] > 0
     assert metrics["verdict"]["reference_step"] == 5 and metrics["verdict"]["last_step"] == STEPS
@@ -184,6 +186,19 @@ def test_generate_outputs_follow_params(generated):
     counts = pd.read_csv(out / "class_counts.csv")
     assert list(counts["step"]) == SNAPSHOTS and list(counts.columns[1:]) == [str(d) for d in range(10)]
     assert (counts.drop(columns="step").sum(axis=1) == CHAINS).all()
+
+
+def test_real_energy_and_the_chains_below_it():
+    from generate import below_real_energy, real_energy
+
+    def mean_pixel(x):   # a stand-in energy: brighter images have higher energy
+        return x.flatten(1).mean(1)
+    digits = {"x_test": np.arange(20, dtype=np.uint8).repeat(784).reshape(20, 28, 28)}   # energies rise with the index
+    real = real_energy(mean_pixel, digits, "cpu")
+    assert real["energy_q05"] < real["energy_mean"] < real["energy_q95"]
+    dark, bright = torch.full((3, 1, 28, 28), -1.0), torch.full((1, 1, 28, 28), 1.0)
+    shares = below_real_energy(mean_pixel, {0: torch.cat([dark, bright]), 5: bright}, real["energy_q05"], "cpu")
+    assert shares == {0: 0.75, 5: 0.0}
 
 
 @pytest.fixture
