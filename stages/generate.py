@@ -277,7 +277,8 @@ def main(argv=None):
     write_csv(out / "class_counts.csv", class_counts)
     judged = verdict(per_step, real)
     write_json(out / "verdict.json", judged)
-    result = {"experiment": name, "checkpoint_epoch": ckpt.get("epoch"), "steps": cfg["steps"],
+    result = {"experiment": name, "checkpoint_epoch": ckpt.get("epoch"),
+              "weights": "moving average" if ckpt.get("ema") else "last", "steps": cfg["steps"],
               "chains": chains, "init": cfg["init"], "device": str(device),
               "wall_time_s": round(time.perf_counter() - started, 2), "sampling_s": round(sampling_s, 2),
               "langevin_img_steps_per_s": round(cfg["steps"] * chains / sampling_s, 1),

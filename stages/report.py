@@ -777,8 +777,9 @@ def generation_section(doc, run, model):
     folder = Path("plots/generate") / model
     verdict = read_json(folder / "verdict.json") or gen.get("verdict") or {}   # the full one: rules, summary
     doc.para(f"Verdict: {verdict.get('summary') or verdict.get('verdict', 'missing')}")
+    weights = "; the moving average of its weights" if gen.get("weights") == "moving average" else ""
     doc.para(f"{fmt(gen.get('chains'))} chains from {gen.get('init')} under {model}'s model (epoch "
-             f"{fmt(gen.get('checkpoint_epoch'))}), {fmt(gen.get('steps'))} steps on {gen.get('device')} in "
+             f"{fmt(gen.get('checkpoint_epoch'))}{weights}), {fmt(gen.get('steps'))} steps on {gen.get('device')} in "
              f"{fmt(gen.get('wall_time_s'))} s ({fmt(gen.get('langevin_img_steps_per_s'))} image-steps/s).")
     grid = folder / f"hq_samples_k{gen.get('steps')}.png"
     if grid.is_file():

@@ -24,7 +24,7 @@ from ebm.data import content_hash, load_digits, to_unit_range
 from ebm.images import save_grid, to_uint8
 from ebm.io import save_torch, write_csv, write_json
 from ebm.judge import load_judge
-from ebm.model import EnergyNet
+from ebm.model import EnergyNet, average_weights
 from ebm.objective import contrastive_loss
 from ebm.params import experiment_config, load_params
 from ebm.quality import reference, rounded, score
@@ -65,6 +65,7 @@ class Experiment:
             if cfg.get("pool") else None
         self.pool_chain = Chain.of(cfg["pool"]) if self.pool else None
         self.epoch, self.history, self.grids, self.wall_time_s, self.sampling_s = 0, [], {}, 0.0, 0.0
+        self.ema_decay, self.average = cfg.get("ema_decay", 0.0), None   # long_run: the weights it samples with
         self.tracked = []   # one row per epoch: the judge's figures of that epoch's latest negatives
 
     # ---- checkpoint: rank 0 holds everything; other ranks add their buffer and RNG ----
@@ -74,7 +75,7 @@ class Experiment:
         if self.rank:
             return shard
         return {**shard, "config": self.cfg, "data_hash": self.data_hash, "world": self.world,
-                "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "model": self.net.state_dict(), "ema": self.average, "optimizer": self.optimizer.state_dict(),
                 "schedule": self.schedule.state_dict(), "history": self.history, "grids": self.grids,
                 "tracked": self.tracked,
                 "wall_time_s": self.wall_time_s, "sampling_s": self.sampling_s}
@@ -101,6 +102,7 @@ class Experiment:
         set_rng_state(own["rng"])
         self.epoch, self.history, self.grids = ckpt["epoch"], ckpt["history"], ckpt["grids"]
         self.tracked = ckpt.get("tracked", [])
+        self.average = ckpt.get("ema")
         self.wall_time_s, self.sampling_s = ckpt["wall_time_s"], ckpt["sampling_s"]
         print(f"train: resuming {self.name} from {main} at epoch {self.epoch}", file=sys.stderr)
         return True
@@ -137,7 +139,11 @@ class Experiment:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg["optim"]["grad_clip"])
+        if self.ema_decay and self.average is None:
+            self.average = average_weights(None, self.net, self.ema_decay)   # from the weights it continues
         self.optimizer.step()
+        if self.ema_decay:
+            self.average = average_weights(self.average, self.net, self.ema_decay)
         terms.update(grad_norm=grad_norm.item(), lr=self.optimizer.param_groups[0]["lr"])
         return x_neg, terms
 

@@ -172,6 +172,7 @@ def test_generate_outputs_follow_params(generated):
             "test_saturated"} <= set(metrics["real"]) and metrics["real"]["n"] == CHAINS
     assert metrics["real"]["energy_q05"] <= metrics["real"]["energy_q95"]
     assert metrics["steps"] == STEPS and metrics["chains"] == CHAINS and metrics["device"] == "cpu"
+    assert metrics["weights"] == "last"          # the fake checkpoint keeps no moving average
     assert metrics["experiment"] == MODEL and metrics["wall_time_s"] > 0
     assert metrics["verdict"]["reference_step"] == 5 and metrics["verdict"]["last_step"] == STEPS
     assert metrics["verdict"]["verdict"] in ("stays realistic", "drifts or fails")

@@ -6,7 +6,7 @@ import torch
 
 from ebm.buffer import ChainPool, ReplayBuffer
 from ebm.images import tile
-from ebm.model import EnergyNet, count_parameters
+from ebm.model import EnergyNet, average_weights, count_parameters, load_trained
 from ebm.objective import contrastive_loss
 from ebm.sampler import Chain, langevin
 
@@ -103,6 +103,30 @@ def test_chain_pool_ages_restarts_and_round_trip():
     copy.load_state_dict(kept.state_dict())
     assert torch.equal(copy.images, kept.images) and torch.equal(copy.ages, kept.ages)
     assert kept.sample(4).shape == (4, 1, 28, 28)
+
+
+def test_average_weights_moves_a_fraction_toward_the_weights():
+    net = EnergyNet(width=8)
+    average = average_weights(None, net, decay=0.9)            # starts at the weights, as a copy
+    start = {k: v.clone() for k, v in average.items()}
+    with torch.no_grad():
+        for w in net.parameters():
+            w.add_(1.0)
+    assert all(torch.equal(average[k], start[k]) for k in start)
+    average_weights(average, net, decay=0.9)
+    assert all(torch.allclose(average[k], start[k] + 0.1, atol=1e-6) for k in start)
+
+
+def test_load_trained_samples_with_the_average_when_there_is_one(tmp_path):
+    net = EnergyNet(width=8)
+    average = {k: v + 0.5 for k, v in net.state_dict().items()}
+    config = {"model": {"width": 8}}
+    torch.save({"config": config, "model": net.state_dict(), "ema": average}, tmp_path / "with.pt")
+    torch.save({"config": config, "model": net.state_dict(), "ema": None}, tmp_path / "without.pt")
+    device = torch.device("cpu")
+    loaded = {name: load_trained(tmp_path / f"{name}.pt", device)[1].state_dict() for name in ("with", "without")}
+    assert all(torch.equal(loaded["with"][k], average[k]) for k in average)
+    assert all(torch.equal(loaded["without"][k], v) for k, v in net.state_dict().items())
 
 
 @pytest.mark.parametrize("n", [1, 7, 8, 9, 20])

@@ -110,6 +110,10 @@ BAD = [
      ["long_run.continues = 'sixth_try': must name an experiment (initial_attempt, "]),
     ("long_run pool restart beyond 1", lambda p: p["long_run"]["pool"].update(restart_prob=1.5),
      ["long_run.pool.restart_prob = 1.5: must be a number in [0.0, 1.0]"]),
+    ("long_run average that never moves", lambda p: p["long_run"].update(ema_decay=1.0),
+     ["long_run.ema_decay = 1.0: must be a number in [0.0, 0.9999]"]),
+    ("long_run without its average's decay", lambda p: p["long_run"].pop("ema_decay"),
+     ["missing key long_run.ema_decay"]),
     ("per-scale chains miss a scale", lambda p: p["generate"]["chains"].update(final_training={"cpu": 64}),
      ["generate.chains.final_training = {'cpu': 64}", "or a mapping of each scale (cpu, seed) to one"]),
     # sizes that cannot fit in memory: n images of 28x28 float32

@@ -9,7 +9,8 @@
   * a bad params.yaml stops `dvc repro` at check_params, before DVC deletes any output;
     a stage killed mid-run has lost only what `git checkout -- metrics plots report` restores;
   * a sweep on DVC's queue runs in parallel workers and reruns only what changed;
-  * `torchrun --nproc_per_node 2` trains data-parallel (gloo) and resumes.
+  * `torchrun --nproc_per_node 2` trains data-parallel (gloo) and resumes;
+  * long_run's checkpoint keeps the moving average of its weights, and a resume restores it.
 
 Params validation itself is in test_params.py.
 """
@@ -369,3 +370,16 @@ def test_torchrun_two_processes_train_and_resume(repo):
     rerun = run(torchrun, repo)
     assert rerun.stderr.count(f"resuming final_training from {CHECKPOINT} at epoch {FINAL_EPOCHS}") == 2, rerun.stderr
     assert train_outputs(repo) == first
+
+
+# ---- long_run's moving average -----------------------------------------------------------
+
+def test_long_run_checkpoint_keeps_its_average_and_resumes_it(built):
+    import train
+
+    ckpt = torch.load(built / "checkpoints/long_run/checkpoint.pt", map_location="cpu", weights_only=False)
+    assert ckpt["config"]["ema_decay"] > 0 and ckpt["ema"].keys() == ckpt["model"].keys()
+    assert any(not torch.equal(ckpt["ema"][k], ckpt["model"][k]) for k in ckpt["model"])   # it lags the weights
+    exp = train.Experiment("long_run", ckpt["config"], torch.device("cpu"), ckpt["data_hash"])
+    assert exp.resume(built / "checkpoints/long_run")
+    assert all(torch.equal(exp.average[k], ckpt["ema"][k]) for k in ckpt["ema"])

@@ -39,10 +39,25 @@ def count_parameters(model):
     return sum(p.numel() for p in model.parameters())
 
 
+def average_weights(average, model, decay):
+    """The exponential moving average of the weights, one step on: average <- decay * average
+    + (1 - decay) * weights (in place; None starts it at the weights). Improved CD (Du et al. 2021)
+    trains with the last weights and samples with this average (decay 0.99), which smooths the
+    iteration-to-iteration jitter of the energy that long chains otherwise follow."""
+    weights = model.state_dict()
+    if average is None:
+        return {k: v.detach().clone() for k, v in weights.items()}
+    with torch.no_grad():
+        for k, v in weights.items():
+            average[k].mul_(decay).add_(v, alpha=1 - decay)
+    return average
+
+
 def load_trained(path, device):
-    """(checkpoint, its EnergyNet on `device`) from a training checkpoint; the weights are frozen,
-    since evaluation and generation take gradients with respect to the inputs only."""
+    """(checkpoint, its EnergyNet on `device`) from a training checkpoint: the moving average of
+    the weights when training kept one (`ema` in the checkpoint), else the last weights. They are
+    frozen, since evaluation and generation take gradients with respect to the inputs only."""
     ckpt = torch.load(path, map_location=device, weights_only=False)
     model = place(EnergyNet(ckpt["config"]["model"]["width"]), device)
-    model.load_state_dict(ckpt["model"])
+    model.load_state_dict(ckpt.get("ema") or ckpt["model"])
     return ckpt, model.eval().requires_grad_(False)

@@ -213,7 +213,8 @@ POOL = {
     "noise_std": non_negative(),
     "grad_clamp": positive(),
 }
-LONG_RUN = {"continues": Field(str), "pool": POOL}
+LONG_RUN = {"continues": Field(str), "pool": POOL,
+            "ema_decay": Field(float, lo=0.0, hi=0.9999)}   # 0: evaluation and generation use the last weights
 
 SCHEMA = {
     "scale": Field(str, choices=SCALES),
@@ -370,6 +371,9 @@ def _validate_long_run(raw, scale):
     own = validate(section, {**TRAIN, **LONG_RUN}, "long_run.", scale, partial=True)
     experiments = _validate_experiments(raw, scale)
     source = own.pop("continues", None)
+    if "ema_decay" not in own:
+        raise ParamsError("params.yaml: missing key long_run.ema_decay")
+    ema_decay = own.pop("ema_decay")
     if source not in experiments:
         raise ParamsError(f"params.yaml: long_run.continues = {source!r}: must name an experiment "
                           f"({', '.join(experiments)})")
@@ -377,7 +381,7 @@ def _validate_long_run(raw, scale):
     own.pop("pool", None)
     cfg = deep_merge(experiments[source], own)
     check_rules("train", cfg, "long_run.")
-    return {**cfg, "continues": source, "pool": pool}
+    return {**cfg, "continues": source, "pool": pool, "ema_decay": ema_decay}
 
 
 def resolve_scale(tree, scale):
