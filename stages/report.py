@@ -590,7 +590,7 @@ def energy_figure(model, frame, snapshots, real=None):
             pad = 0.1 * (high - low) or 0.01
             ax.set_ylim(low - pad, high + pad)
             start = frame.loc[frame["step"].idxmin(), "mean"]
-            title += f" (from step 100; at step 0, noise: {start:.3g})"
+            title = f"generation from {model}: energy (zoomed from step 100; step 0: {start:.3g})"
     for step in snapshots:
         ax.axvline(step, color="grey", lw=0.5)
     ax.set(xlabel="Langevin step", ylabel="energy E", title=title)
