@@ -795,10 +795,9 @@ def generation_section(doc, run, model):
                   f"{model}: energy of the chains over the steps, beside the test digits' own")
     doc.heading(3, "Figures over the steps", anchor=f"{gen_anchor(model)}-metrics")
     rows = [[f"{int(s):,}", *[snaps[s].get(k) for k in SNAPSHOT_FIGURES]] for s in sorted(snaps, key=int)]
-    test_figures = {"ink": "test_ink", "saturated": "test_saturated", "white": "test_white",
-                    "energy_mean": "energy_mean", "below_real_energy": None}
-    rows.append([f"real ({fmt(real.get('n'))} digits)",
-                 *[real.get(test_figures.get(k, k)) if test_figures.get(k, k) else None for k in SNAPSHOT_FIGURES]])
+    real_keys = {"ink": "test_ink", "saturated": "test_saturated", "white": "test_white",
+                 "below_real_energy": None}   # the test digits' own figures; none for a share of the chains
+    rows.append([f"real ({fmt(real.get('n'))} digits)", *[real.get(real_keys.get(k, k)) for k in SNAPSHOT_FIGURES]])
     doc.table(["step", *[k.replace("modes_covered", "modes") for k in SNAPSHOT_FIGURES]], rows)
     doc.para(f"The real row: what {fmt(real.get('n'))} real train digits score (ink, saturated, white and "
              f"energy_mean: the test digits'); below_real_energy: the share of chains whose energy is below "
