@@ -84,10 +84,10 @@ CLAIMS = {   # (title, the original journey's account, quoted; a claim, not a re
                "This step is not in the original journey. It continues experiment 5's model and replay buffer at a "
                "lower learning rate, with half of each batch's negatives drawn from a pool of long-lived chains that "
                "run the generation's own sampler every iteration and restart from noise only rarely, so that "
-               "training sees every stage of a generation's path, from noise to thousands of steps (Hill, Nijkamp "
-               "et al. 2022; Nijkamp et al. 2020). Its generation samples with a moving average of the weights "
-               "(Du et al. 2021). A 20,000-step chain should then stay diverse, legible digits instead of "
-               "drifting."),
+               "training sees every stage of a generation's path, from noise to as old as a generation's "
+               "chains (Hill, Nijkamp et al. 2022; Nijkamp et al. 2020). Its generation samples with a moving "
+               "average of the weights (Du et al. 2021). A 20,000-step chain should then stay diverse, "
+               "legible digits instead of drifting."),
     GENERATE: ("Generation: a long chain of 20,000 steps",
                "After successful training and a long MCMC chain for generation, the model is capable of producing "
                "diverse and recognizable digits (`hq_samples_k20000.png`)."),

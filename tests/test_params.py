@@ -103,7 +103,7 @@ BAD = [
     ("snapshot beyond the steps", lambda p: p["generate"].update(snapshots=[0, 100, 30000]),
      ["generate.snapshots = [0, 100, 30000]: step 30000 is beyond generate.steps = 20000"]),
     ("more chains shown than run", lambda p: p["generate"].update(show_chains=257),
-     ["generate.show_chains = 257: must be at most generate.chains.final_training = 32"]),
+     ["generate.show_chains = 257: must be at most generate.chains.final_training = 16"]),
     ("chains of a model that is no experiment", lambda p: p["generate"]["chains"].update(sixth_try=64),
      ["generate.chains.sixth_try: no such trained model (experiments and long_run: initial_attempt, "]),
     ("long_run continues no experiment", lambda p: p["long_run"].update(continues="sixth_try"),
