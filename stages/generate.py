@@ -14,7 +14,8 @@ ink, ...), beside what as many real digits score. Writes, atomically, in plots/g
   energy.csv                energy quantiles at every snapshot and every SEGMENT steps
   class_counts.csv          the judge's predicted classes at every snapshot (a row each)
   verdict.json              the verdict in full: every check with its rule, and a summary
-and metrics/generate/<model>.json: the figures per snapshot, the real line, the verdict's checks.
+and metrics/generate/<model>.json: the figures per snapshot, the real line, the real digits
+binarised (`binarised_real`: every pixel at -1 or +1), the verdict's checks.
 The real line includes the test digits' own energy (mean, 5% and 95% quantiles), and each snapshot
 the share of chains below the test digits' 5% quantile (`below_real_energy`): a chain that sinks
 under nearly every real digit has found a low-energy state the data does not have.
@@ -58,6 +59,10 @@ MIN_VS_REAL = 0.7      # legible at the last step: gated recognisable >= 70% of 
                        # (real digits themselves score about 0.48 under the pruned realism gate)
 PIXEL_FACTOR = 1.5     # ink and white (saturated stroke) fractions within 1.5x of the test digits' (either
                        # way); |x| >= 0.99 counts the -1 background too, so it cannot tell oversaturation
+# The binarised real line's figures: real digits at +-1 pass `legible` (about 0.74 of real) and fail
+# `white` (about 5.7x), so the two checks measure different things (shapes; grey stroke edges).
+BINARISED_FIGURES = ("fld", "density", "coverage", "recognisable", "recognisable_vs_real", "class_entropy",
+                     "ink", "white")
 
 
 def fail(message):
@@ -151,10 +156,22 @@ def below_real_energy(model, kept, threshold, device):
                 for step, x in kept.items()}
 
 
+def binarised_line(judge, digits, ref, seed):
+    """What N real train digits score with every pixel set to -1 or +1 (threshold 0): digit shapes
+    as real as the data's, drawn in the style of a cold chain with a clamped gradient, whose pixels
+    end at the clamp. It tells the two failures apart: such digits stay legible but are as white
+    as their ink, so a `white` failure alone says the strokes lack grey edges, not shapes."""
+    picks = torch.randperm(len(digits["x_train"]), generator=torch.Generator().manual_seed(seed))[:ref.n]
+    real = to_unit_range(digits["x_train"][np.sort(picks.numpy())])
+    figures = score(judge, torch.where(real > 0, 1.0, -1.0), ref)
+    return rounded({k: figures[k] for k in BINARISED_FIGURES})
+
+
 def judge_snapshots(kept, cfg, device):
-    """({step: rounded figures}, class counts per snapshot, the real line at N = the chains)."""
-    judge = load_judge(device=device)
-    ref = reference(judge, load_digits(), n=len(next(iter(kept.values()))), seed=cfg["seed"])
+    """({step: rounded figures}, class counts per snapshot, the real line at N = the chains,
+    the binarised real line)."""
+    judge, digits = load_judge(device=device), load_digits()
+    ref = reference(judge, digits, n=len(next(iter(kept.values()))), seed=cfg["seed"])
     out, class_counts = {}, []
     for step, samples in sorted(kept.items()):
         figures = score(judge, samples, ref)
@@ -163,7 +180,7 @@ def judge_snapshots(kept, cfg, device):
             figures.pop(unused)
         out[str(step)] = rounded(figures)
         class_counts.append({"step": step, **{str(d): int(c) for d, c in enumerate(counts)}})
-    return out, pd.DataFrame(class_counts), rounded(real_line(ref))
+    return out, pd.DataFrame(class_counts), rounded(real_line(ref)), binarised_line(judge, digits, ref, cfg["seed"])
 
 
 def verdict(per_step, real):
@@ -259,7 +276,7 @@ def main(argv=None):
     started = time.perf_counter()
     kept, energy, sampling_s = run_chains(model, initial_chains(cfg, chains, ckpt, device), cfg, snapshots)
 
-    per_step, class_counts, real = judge_snapshots(kept, cfg, device)
+    per_step, class_counts, real, binarised = judge_snapshots(kept, cfg, device)
     real.update(rounded(real_energy(model, load_digits(), device)))
     below = below_real_energy(model, kept, real["energy_q05"], device)
     for step, frame in energy.groupby("step"):
@@ -282,7 +299,7 @@ def main(argv=None):
               "chains": chains, "init": cfg["init"], "device": str(device),
               "wall_time_s": round(time.perf_counter() - started, 2), "sampling_s": round(sampling_s, 2),
               "langevin_img_steps_per_s": round(cfg["steps"] * chains / sampling_s, 1),
-              "real": real, "snapshots": per_step, "verdict": metric_view(judged)}
+              "real": real, "binarised_real": binarised, "snapshots": per_step, "verdict": metric_view(judged)}
     write_json(Path("metrics/generate") / f"{name}.json", result)
     print(f"generate {name}: {cfg['steps']} steps x {chains} chains on {device} in {result['wall_time_s']} s; "
           f"{judged['summary']}")

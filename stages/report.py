@@ -798,11 +798,22 @@ def generation_section(doc, run, model):
     real_keys = {"ink": "test_ink", "saturated": "test_saturated", "white": "test_white",
                  "below_real_energy": None}   # the test digits' own figures; none for a share of the chains
     rows.append([f"real ({fmt(real.get('n'))} digits)", *[real.get(real_keys.get(k, k)) for k in SNAPSHOT_FIGURES]])
+    binary = gen.get("binarised_real") or {}
+    if binary:
+        rows.append([f"real at ±1 ({fmt(real.get('n'))} digits)", *[binary.get(k) for k in SNAPSHOT_FIGURES]])
     doc.table(["step", *[k.replace("modes_covered", "modes") for k in SNAPSHOT_FIGURES]], rows)
     doc.para(f"The real row: what {fmt(real.get('n'))} real train digits score (ink, saturated, white and "
              f"energy_mean: the test digits'); below_real_energy: the share of chains whose energy is below "
              f"that of 95% of the test digits ({fmt(real.get('energy_q05'), 3)}). The noise ceiling of the "
              f"Frechet distance is {fmt(real.get('fld_ceiling'), 3)}.")
+    if binary:
+        white, test_white = binary.get("white"), real.get("test_white")
+        doc.para(f"The real at ±1 row: as many real train digits with every pixel set to -1 or +1, the style "
+                 f"of a cold chain whose clamped gradient drives pixels to the clamp. Shapes as real as the "
+                 f"data's then score recognisable {fmt(binary.get('recognisable'), 3)} "
+                 f"({fmt(binary.get('recognisable_vs_real'), 2)} of real) and white {fmt(binary.get('white'), 3)} "
+                 f"({fmt(white / test_white if white is not None and test_white else None, 2)}x the test digits'): the "
+                 f"legible check judges shapes, the white check grey stroke edges.")
     counts = read_csv(folder / "class_counts.csv")
     if counts is not None and len(counts):
         doc.heading(3, "The judge's classes over the steps", anchor=f"{gen_anchor(model)}-classes")

@@ -171,6 +171,10 @@ def test_generate_outputs_follow_params(generated):
     assert {"n", "fld", "density", "coverage", "recognisable", "fld_ceiling", "test_ink",
             "test_saturated"} <= set(metrics["real"]) and metrics["real"]["n"] == CHAINS
     assert metrics["real"]["energy_q05"] <= metrics["real"]["energy_q95"]
+    binary = metrics["binarised_real"]      # real digits with every pixel at -1 or +1
+    assert set(binary) == {"fld", "density", "coverage", "recognisable", "recognisable_vs_real",
+                           "class_entropy", "ink", "white"}
+    assert binary["white"] == binary["ink"] > 0         # at +-1 every inked pixel is white
     assert metrics["steps"] == STEPS and metrics["chains"] == CHAINS and metrics["device"] == "cpu"
     assert metrics["weights"] == "last"          # the fake checkpoint keeps no moving average
     assert metrics["experiment"] == MODEL and metrics["wall_time_s"] > 0
@@ -414,3 +418,4 @@ def test_report_markdown_and_wording(reported):
     text = re.sub(r'src="data:[^"]+"', "", page) + markdown
     assert not re.search(r"seed", text.replace("scale: seed", ""), re.IGNORECASE)
     assert "the journey, reproduced" in page
+    assert "real at ±1 (" in markdown and "the legible check judges shapes" in markdown
