@@ -158,9 +158,10 @@ def below_real_energy(model, kept, threshold, device):
 
 def binarised_line(judge, digits, ref, seed):
     """What N real train digits score with every pixel set to -1 or +1 (threshold 0): digit shapes
-    as real as the data's, drawn in the style of a cold chain with a clamped gradient, whose pixels
-    end at the clamp. It tells the two failures apart: such digits stay legible but are as white
-    as their ink, so a `white` failure alone says the strokes lack grey edges, not shapes."""
+    as real as the data's, drawn in the style of a cold chain, whose gradient steps carry nearly
+    every pixel to an end of [-1, 1], where it is clamped. It tells two failures apart: such digits
+    stay legible but are as white as their ink, so a `white` failure alone says the strokes lack
+    grey edges, not that their shapes are wrong."""
     picks = torch.randperm(len(digits["x_train"]), generator=torch.Generator().manual_seed(seed))[:ref.n]
     real = to_unit_range(digits["x_train"][np.sort(picks.numpy())])
     figures = score(judge, torch.where(real > 0, 1.0, -1.0), ref)

@@ -82,7 +82,7 @@ CLAIMS = {   # (title, the original journey's account, quoted; a claim, not a re
     # Not in the original journey: this entry's text is ours, and may be edited freely.
     LONG_RUN: ("After experiment 5: the long run (not in the original journey)",
                "This step is not in the original journey. It continues experiment 5's model and replay buffer at a "
-               "lower learning rate, with half of each batch's negatives drawn from a pool of long-lived chains that "
+               "constant learning rate, with half of each batch's negatives drawn from a pool of long-lived chains that "
                "run the generation's own sampler every iteration and restart from noise only rarely, so that "
                "training sees every stage of a generation's path, from noise to as old as a generation's "
                "chains (Hill, Nijkamp et al. 2022; Nijkamp et al. 2020). Its generation samples with a moving "
@@ -809,7 +809,7 @@ def generation_section(doc, run, model):
     if binary:
         white, test_white = binary.get("white"), real.get("test_white")
         doc.para(f"The real at ±1 row: as many real train digits with every pixel set to -1 or +1, the style "
-                 f"of a cold chain whose clamped gradient drives pixels to the clamp. Shapes as real as the "
+                 f"of a cold chain whose gradient steps carry pixels to the ends of [-1, 1]. Shapes as real as the "
                  f"data's then score recognisable {fmt(binary.get('recognisable'), 3)} "
                  f"({fmt(binary.get('recognisable_vs_real'), 2)} of real) and white {fmt(binary.get('white'), 3)} "
                  f"({fmt(white / test_white if white is not None and test_white else None, 2)}x the test digits'): the "
