@@ -59,8 +59,8 @@ MIN_VS_REAL = 0.7      # legible at the last step: gated recognisable >= 70% of 
                        # (real digits themselves score about 0.48 under the pruned realism gate)
 PIXEL_FACTOR = 1.5     # ink and white (saturated stroke) fractions within 1.5x of the test digits' (either
                        # way); |x| >= 0.99 counts the -1 background too, so it cannot tell oversaturation
-# The binarised real line's figures: real digits at +-1 pass `legible` (about 0.74 of real) and fail
-# `white` (about 5.7x), so the two checks measure different things (shapes; grey stroke edges).
+# The binarised real line's figures: real digits at +-1 pass `legible` (0.80 of real at N = 256) and
+# fail `white` (5.6x), so the two checks measure different things (shapes; grey stroke edges).
 BINARISED_FIGURES = ("fld", "density", "coverage", "recognisable", "recognisable_vs_real", "class_entropy",
                      "ink", "white")
 
