@@ -3,7 +3,7 @@
 The architecture of the UvA deep-learning tutorial 8 (Lippe): four strided convolutions
 and two linear layers with Swish, ~77k parameters at width 32. The tutorial's network
 outputs a score (high on data); here it outputs the energy E = -score, the sign the
-seed's loss uses.
+original journey's loss uses.
 """
 import torch
 from torch import nn

@@ -41,7 +41,7 @@ class Chain:
 def langevin(energy, x, chain, *, no_grad_bug=False, threads=None, grad_fn=None):
     """Run `chain.steps` Langevin steps from `x` (left unchanged); return the detached samples.
 
-    no_grad_bug: reproduce experiment 1 of the seed, which sampled inside
+    no_grad_bug: reproduce experiment 1 of the original journey, which sampled inside
     `torch.no_grad()`. The energy then carries no graph and the gradient call raises
     the real `RuntimeError: element 0 of tensors does not require grad and does not
     have a grad_fn`.
