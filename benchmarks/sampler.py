@@ -10,7 +10,7 @@ per second for (a) the reference loop written the way tutorials do (parameters f
 (b) `ebm.sampler.langevin`, their ratio (medians), and the time of one full training
 iteration (sampling + the update, R1 on). On CUDA too when a GPU is present, where the
 opt-in bf16 and torch.compile paths are measured as well. From timed iterations and
-chains at scale seed's batch sizes it projects the seed-scale journey (one epoch of
+chains at scale `seed`'s batch sizes it projects the seed-scale journey (one epoch of
 exp 5 = 468 iterations at batch 128, K = 60; the data's content does not change the time).
 
 --keep-freed-memory sets glibc's trim and mmap thresholds before anything runs, so freed
@@ -166,15 +166,16 @@ SEED_TRAIN_DIGITS = 60_000   # full MNIST's train split
 
 
 def seed_scale_params():
-    """params.yaml resolved and validated at scale seed, whichever scale it selects now."""
+    """params.yaml resolved and validated at scale `seed`, whichever scale it selects now."""
     return load_params(ROOT / "params.yaml", sections=["train", "experiments", "evaluate", "generate"],
                        scale="seed")
 
 
 def project_seed_journey(model, device, repeats):
-    """Time one training iteration per kind of experiment and short chains at scale seed's
-    batch sizes, and project the whole seed-scale journey of params.yaml from them (an
-    estimate, not a run). Experiment 1 stops at its error in its first iteration: left out."""
+    """Time one training iteration per kind of experiment and short chains at the batch
+    sizes of scale `seed`, and project the whole seed-scale journey of params.yaml from
+    them (an estimate, not a run). Experiment 1 stops at its error in its first
+    iteration: left out."""
     params = seed_scale_params()
     trained = {name: experiment_config(params, name) for name in params["experiments"]
                if not experiment_config(params, name)["expected_error"]}
