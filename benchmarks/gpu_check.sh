@@ -23,7 +23,7 @@ export DVC_NO_ANALYTICS=1
   python -m pytest -q tests/test_module.py tests/test_sampler_speed_paths.py 2>&1 | tail -3
 
   echo "== 2. benchmark"
-  python benchmarks/sampler.py --repeats "${REPEATS:-9}" --out "$out/gpu.json"
+  python benchmarks/sampler.py --devices cuda --repeats "${REPEATS:-9}" --out "$out/gpu.json"
 
   echo "== 3. the training stage on the device, tiny"
   scratch=$(mktemp -d)

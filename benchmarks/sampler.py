@@ -3,6 +3,7 @@
     python benchmarks/sampler.py                      # batch 128, K = 60, 5 repeats
     python benchmarks/sampler.py --repeats 9 --out benchmarks/results/cpu.json
     python benchmarks/sampler.py --keep-freed-memory  # glibc keeps freed memory: see below
+    python benchmarks/sampler.py --devices cuda       # the GPU alone (the CPU's figures take minutes)
 
 Same weights, same start batch, same K, in one process. Prints images x Langevin steps
 per second for (a) the reference loop written the way tutorials do (parameters frozen,
@@ -167,15 +168,15 @@ SEED_TRAIN_DIGITS = 60_000   # full MNIST's train split
 
 def seed_scale_params():
     """params.yaml resolved and validated at scale `seed`, whichever scale it selects now."""
-    return load_params(ROOT / "params.yaml", sections=["train", "experiments", "evaluate", "generate"],
+    return load_params(ROOT / "params.yaml", sections=["train", "experiments", "evaluate", "generate", "long_run"],
                        scale="seed")
 
 
 def project_seed_journey(model, device, repeats):
     """Time one training iteration per kind of experiment and short chains at the batch
     sizes of scale `seed`, and project the whole seed-scale journey of params.yaml from
-    them (an estimate, not a run). Experiment 1 stops at its error in its first
-    iteration: left out."""
+    them, the long run included (an estimate, not a run). Experiment 1 stops at its error
+    in its first iteration: left out."""
     params = seed_scale_params()
     trained = {name: experiment_config(params, name) for name in params["experiments"]
                if not experiment_config(params, name)["expected_error"]}
@@ -195,6 +196,12 @@ def project_seed_journey(model, device, repeats):
     epoch_s = (time_training_iteration(model, device, *kinds[final], per_epoch[final], total=True)
                if epoch_timed else per_epoch[final] * per_iteration[kinds[final]])
     train_s = {name: c["epochs"] * per_epoch[name] * per_iteration[kinds[name]] for name, c in trained.items()}
+    # The long run: an iteration of the experiment it continues (an upper bound: only the buffer's
+    # share of the batch runs its K steps) plus the long-lived pool's own steps.
+    run, pool = params["long_run"], params["long_run"]["pool"]
+    pool_s = pool["chains"] * pool["steps"] / chain_rate(pool["chains"])
+    train_s["long_run"] = run["epochs"] * (SEED_TRAIN_DIGITS // run["batch_size"]) * (
+        per_iteration[kinds[run["continues"]]] + pool_s)
     ev, gen = params["evaluate"], params["generate"]
     evaluate_s = len(trained) * ev["num_samples"] * ev["fresh_steps"] / chain_rate(ev["batch_size"])
     generate_s = sum(chains * gen["steps"] / chain_rate(chains) for chains in gen["chains"].values())
@@ -213,13 +220,18 @@ def main():
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default="benchmarks/results/sampler.json")
+    parser.add_argument("--devices", nargs="+", choices=["cpu", "cuda"],
+                        help="which to measure (default: the CPU, and CUDA when present)")
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="set glibc's trim and mmap thresholds first (both loops, the whole process)")
     args = parser.parse_args()
     if args.keep_freed_memory and LIBC != "glibc":
         parser.error(f"--keep-freed-memory needs Linux with glibc (this host: {LIBC})")
     allocator = keep_freed_memory() if args.keep_freed_memory else f"{LIBC} default"
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    names = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if "cuda" in names and not torch.cuda.is_available():
+        parser.error("--devices cuda: torch sees no CUDA GPU")
+    devices = [torch.device(name) for name in names]
     results = [{**bench_device(d, args.batch, args.steps, args.repeats), "allocator": allocator} for d in devices]
     for r in results:
         print(f"{r['device']}: reference {r['reference_img_steps_per_s']:.0f}, project "

@@ -96,11 +96,12 @@ def test_thread_settings_are_restored_after_sampling():
 def test_the_benchmark_runs_and_records_its_allocator_setting(tmp_path):
     """A small run of the benchmark script itself (in its own process: the allocator setting is
     process-wide): both loops timed, the same samples, page faults counted, the seed-scale
-    projection filled in (that part times real batch-128 iterations: about 15 s in all)."""
+    projection filled in (that part times real batch-128 iterations: about 15 s in all).
+    The CPU alone, as asked, also on a machine with a GPU."""
     out = tmp_path / "bench.json"
     script = Path(__file__).parents[1] / "benchmarks" / "sampler.py"
     done = subprocess.run([sys.executable, str(script), "--batch", "8", "--steps", "2", "--repeats", "1",
-                           "--keep-freed-memory", "--out", str(out)], capture_output=True, text=True, timeout=300)
+                           "--keep-freed-memory", "--devices", "cpu", "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     (cpu,) = json.loads(out.read_text())["results"]
     assert cpu["allocator"].startswith("glibc, freed memory kept")
@@ -108,3 +109,4 @@ def test_the_benchmark_runs_and_records_its_allocator_setting(tmp_path):
     assert cpu["max_abs_difference_same_seed"] < 1e-5
     assert set(cpu["page_faults_per_step"]) == {"reference", "project"}
     assert cpu["seed_scale_projection"]["journey_minutes"] > 0
+    assert cpu["seed_scale_projection"]["train_s"]["long_run"] > 0
