@@ -87,7 +87,9 @@ CLAIMS = {   # (title, the original journey's account, quoted; a claim, not a re
                "training sees every stage of a generation's path, from noise to as old as a generation's "
                "chains (Hill, Nijkamp et al. 2022; Nijkamp et al. 2020). Its generation samples with a moving "
                "average of the weights (Du et al. 2021). A 20,000-step chain should then stay diverse, "
-               "legible digits instead of drifting."),
+               "legible digits instead of drifting. The settings tried for it, on the CPU and on a GPU (where "
+               "three times the iterations made the digits more legible, and the larger learning rate that "
+               "made them legible brought the drift back), are in docs/experiments.md."),
     GENERATE: ("Generation: a long chain of 20,000 steps",
                "After successful training and a long MCMC chain for generation, the model is capable of producing "
                "diverse and recognizable digits (`hq_samples_k20000.png`)."),
