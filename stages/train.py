@@ -25,7 +25,7 @@ from ebm.images import save_grid, to_uint8
 from ebm.io import save_torch, write_csv, write_json
 from ebm.judge import load_judge
 from ebm.model import EnergyNet, average_weights
-from ebm.objective import contrastive_loss
+from ebm.objective import contrastive_loss, improved_cd_terms
 from ebm.params import experiment_config, load_params
 from ebm.quality import reference, rounded, score
 from ebm.runtime import pick_device, place, rng_state, seed_everything, set_rng_state
@@ -36,6 +36,7 @@ CURVE_COLUMNS = ["step", "epoch", "loss", "e_pos", "e_neg", "cd", "reg", "r1", "
 SUMMARY_TERMS = ["loss", "e_pos", "e_neg", "cd", "reg", "r1"]
 TRACKED = 500           # the most recent negatives scored at each epoch's end (those of the last ~16
                         # iterations at batch 32): as many as the CPU-scale evaluation scores, so figures compare
+REPEL_REFERENCE = 256   # past negatives the repel term measures distances to (Improved CD: its replay buffer)
 TRACKED_FIGURES = ["class_entropy", "modes_covered", "coverage", "density", "recognisable", "ink", "saturated"]
 
 
@@ -131,6 +132,11 @@ class Experiment:
             x_neg = torch.cat([x_neg, self.pool.sample(from_pool)])
         self.sampling_s += time.perf_counter() - started
         loss, terms = contrastive_loss(self.model, x_pos, x_neg, cfg["loss"]["alpha"], cfg["loss"]["r1_weight"])
+        kl_weight, repel_weight = cfg["loss"]["kl_weight"], cfg["loss"]["repel_weight"]
+        if kl_weight or repel_weight:   # off in every committed experiment: no extra random draws
+            kl, repel = improved_cd_terms(self.net, x_neg, self.chain, self.buffer.draw(REPEL_REFERENCE))
+            loss = loss + kl_weight * kl - repel_weight * repel
+            terms.update(loss=loss.item(), kl=kl.item(), repel=repel.item())
         terms = distributed.average_terms(terms, self.world, self.device)
         if not all(math.isfinite(v) for v in terms.values()):
             raise Diverged(f"non-finite loss or energy: {terms}")

@@ -7,7 +7,7 @@ import torch
 from ebm.buffer import ChainPool, ReplayBuffer
 from ebm.images import tile
 from ebm.model import EnergyNet, average_weights, count_parameters, load_trained
-from ebm.objective import contrastive_loss
+from ebm.objective import contrastive_loss, improved_cd_terms
 from ebm.sampler import Chain, langevin
 
 
@@ -179,3 +179,39 @@ def test_r1_penalty_is_the_squared_input_gradient():
     x_pos = torch.full((3, 1, 28, 28), 0.5)
     _, terms = contrastive_loss(energy, x_pos, torch.zeros(3, 1, 28, 28), alpha=0.0, r1_weight=2.0)
     assert terms["r1"] == pytest.approx(2.0 * 784 * (2 * 0.2) ** 2, rel=1e-5)
+
+
+class LinearEnergy(torch.nn.Module):
+    """E(x) = sum(w * x): dE/dx = w everywhere, so one sampler step is x - step * clamp(w)."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.full((1, 28, 28), w))
+
+    def forward(self, x):
+        return (self.w * x).flatten(1).sum(1)
+
+
+def test_improved_cd_kl_flows_through_the_step_only():
+    """kl = E_frozen(x - s w): its gradient in w is -s w per pixel. Were the energy's own
+    parameters not held fixed, the stepped images themselves (0.3 - s w) would be added."""
+    energy, step = LinearEnergy(0.01), 10.0
+    x = torch.full((4, 1, 28, 28), 0.3)
+    kl, _ = improved_cd_terms(energy, x, Chain(1, step, 0.0, 0.03), reference=torch.zeros(2, 1, 28, 28))
+    assert kl.item() == pytest.approx(784 * 0.01 * (0.3 - step * 0.01), rel=1e-5)
+    kl.backward()
+    assert torch.allclose(energy.w.grad, torch.full((1, 28, 28), -step * 0.01))
+
+
+def test_improved_cd_repel_is_the_log_distance_to_the_nearest_reference():
+    energy = LinearEnergy(0.0)                 # no gradient: the stepped images are the negatives
+    x = torch.zeros(3, 1, 28, 28)
+    reference = torch.stack([torch.full((1, 28, 28), v) for v in (0.5, 0.1, -0.9)])
+    _, repel = improved_cd_terms(energy, x, Chain(1, 10.0, 0.0, 0.03), reference)
+    assert repel.item() == pytest.approx(math.log(0.1 * 28), rel=1e-4)   # |0.1 over 784 pixels| = 2.8
+
+
+def test_buffer_draw_returns_stored_images_without_restarts():
+    buffer = ReplayBuffer(capacity=8, restart_prob=1.0, initial_fill=0)
+    buffer.push(torch.full((3, 1, 28, 28), 0.25))
+    assert torch.equal(buffer.draw(5), torch.full((5, 1, 28, 28), 0.25))   # sample() would restart all

@@ -36,6 +36,10 @@ class ReplayBuffer:
         fresh = uniform_noise(n, self.shape, self.device)
         return torch.where(restart.view(-1, 1, 1, 1), fresh, starts)
 
+    def draw(self, n):
+        """n stored images picked at random, as they are (no restarts)."""
+        return self.images[torch.randint(0, self.size, (n,), device=self.device)]
+
     def push(self, samples):
         """Write samples into the ring, overwriting the oldest once full."""
         n = min(len(samples), self.capacity)

@@ -156,6 +156,8 @@ TRAIN = {
         "alpha": non_negative(),
         "r1_weight": non_negative(),
         "data_noise_std": non_negative(),
+        "kl_weight": non_negative(),
+        "repel_weight": non_negative(),
     },
     "optim": {
         "lr": positive(),
