@@ -9,6 +9,7 @@
 # A trial's overrides are `dvc exp run -S` ones (values parsed as YAML; the stages reject unknown
 # keys), so each trial is also
 #   dvc exp run -S long_run.epochs.cpu=12 ...
+# where DVC wants a key that params.yaml lacks written with a `+`: -S +long_run.seed=43.
 # Needs what `dvc repro long_run` needs done: data/mnist.npz, checkpoints/final_training,
 # checkpoints/judge, metrics/train/final_training.json. Writes, per trial, OUTDIR/NAME/ with the
 # two stages' metrics, the generation's plots, the logs and times.json. A trial runs in
@@ -37,7 +38,7 @@ for override in overrides:
     *parents, leaf = path.split(".")
     node = p
     for key in parents:
-        node = node[key]
+        node = node.setdefault(key, {})   # long_run holds only what it changes
     node[leaf] = yaml.safe_load(value)
 yaml.safe_dump(p, open(target, "w"), sort_keys=False)
 PY
