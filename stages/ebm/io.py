@@ -1,7 +1,8 @@
 """Atomic writes: a stage killed at any moment leaves either the old file or the new one.
 
 Every output goes to a temporary file in the same folder and is renamed into place;
-`os.replace` is atomic on POSIX within one filesystem.
+`os.replace` is atomic on POSIX within one filesystem. A write that fails (a full disk,
+a read-only folder) leaves the old file as it was and stops the stage in one line.
 """
 import contextlib
 import json
@@ -15,18 +16,27 @@ os.umask(_UMASK)
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600; give outputs the usual permissions
+    """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds.
+
+    An OSError on the way (ENOSPC, EACCES, ...) becomes a DataError naming `path`, which the
+    stage reports in one line (ebm.stage.run_stage) instead of a traceback."""
+    from ebm.data import DataError   # (ebm.data imports this module)
+
+    path, tmp = Path(path), None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600; give outputs the usual permissions
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
+    except BaseException as err:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+        if isinstance(err, OSError):
+            raise DataError(f"{path}: not written ({err.strerror or err}); "
+                            f"the file is left as it was before this write") from None
         raise
 
 
@@ -47,7 +57,10 @@ def write_csv(path, frame):
 
 
 def save_torch(path, obj):
+    """torch.save, atomically. Through a Python file object: then a full disk is an OSError
+    (torch's own writer, given a path, reports it as an opaque RuntimeError), and the bytes do
+    not depend on the temporary file's random name (torch names the archive after the file)."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(obj, handle)
