@@ -46,16 +46,28 @@ def seed_everything(seed):
 
 
 def rng_state():
-    """Every RNG state a training run consumes, for an exact resume."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG state a training run consumes, for an exact resume, as plain data (numbers, lists,
+    tensors): a checkpoint holds nothing else (ebm.checkpoint). NumPy's key becomes an int64
+    tensor, Python's state tuple a list; `set_rng_state` turns them back."""
+    version, internal, gauss_next = random.getstate()
+    numpy = np.random.get_state(legacy=False)
+    state = {"python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
+             "numpy": {"bit_generator": numpy["bit_generator"],
+                       "key": torch.from_numpy(numpy["state"]["key"].astype(np.int64)),
+                       "pos": int(numpy["state"]["pos"]),
+                       "has_gauss": int(numpy["has_gauss"]), "gauss": float(numpy["gauss"])},
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state):
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    python, numpy = state["python"], state["numpy"]
+    random.setstate((python["version"], tuple(python["internal"]), python["gauss_next"]))
+    np.random.set_state({"bit_generator": numpy["bit_generator"],
+                         "state": {"key": numpy["key"].numpy().astype(np.uint32), "pos": numpy["pos"]},
+                         "has_gauss": numpy["has_gauss"], "gauss": numpy["gauss"]})
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
