@@ -22,7 +22,8 @@ from ebm import distributed
 from ebm.buffer import ChainPool, ReplayBuffer
 from ebm.data import content_hash, load_digits, to_unit_range
 from ebm.images import save_grid, to_uint8
-from ebm.io import save_torch, write_csv, write_json
+from ebm.checkpoint import load_checkpoint, retrain, save_checkpoint
+from ebm.io import write_csv, write_json
 from ebm.judge import load_judge
 from ebm.model import EnergyNet, average_weights
 from ebm.objective import contrastive_loss, improved_cd_terms
@@ -82,12 +83,13 @@ class Experiment:
                 "wall_time_s": self.wall_time_s, "sampling_s": self.sampling_s}
 
     def resume(self, folder):
-        """Continue from a checkpoint of this same config, data and world size; else start afresh."""
+        """Continue from a checkpoint of this same config, data and world size; else start afresh.
+        One that cannot be read stops the run (a DataError): retraining silently would discard it."""
         main, shard = folder / "checkpoint.pt", folder / f"checkpoint_rank{self.rank}.pt"
         if not main.exists():
             return False
-        ckpt = torch.load(main, map_location=self.device, weights_only=False)
-        own = ckpt if self.rank == 0 else (torch.load(shard, map_location=self.device, weights_only=False)
+        ckpt = load_checkpoint(main, self.device, retrain(folder))
+        own = ckpt if self.rank == 0 else (load_checkpoint(shard, self.device, retrain(folder))
                                            if shard.exists() else {})
         same = (ckpt.get("config") == self.cfg and ckpt.get("data_hash") == self.data_hash
                 and ckpt.get("world", 1) == self.world and own.get("epoch") == ckpt.get("epoch"))
@@ -111,8 +113,8 @@ class Experiment:
     # ---- one iteration and one epoch -------------------------------------------------
     def continue_from(self, name):
         """Start from another experiment's trained model and replay buffer (long_run)."""
-        source = torch.load(Path("checkpoints") / name / "checkpoint.pt", map_location=self.device,
-                            weights_only=False)
+        folder = Path("checkpoints") / name
+        source = load_checkpoint(folder / "checkpoint.pt", self.device, retrain(folder))
         self.net.load_state_dict(source["model"])
         self.buffer.load_state_dict(source["buffer"])
         print(f"train: continuing {name} from its epoch {source['epoch']}", file=sys.stderr)
@@ -267,7 +269,7 @@ def train(name, params):
                 exp.wall_time_s += time.perf_counter() - started
                 if rank == 0:
                     exp.track(judge, ref)
-                save_torch(own_checkpoint, exp.checkpoint())
+                save_checkpoint(own_checkpoint, exp.checkpoint())
                 if rank == 0:
                     write_outputs(exp, paths, "running")
         except Diverged as err:

@@ -86,7 +86,7 @@ def eval_outputs(where):
 
 
 def checkpoint_epoch(where):
-    return torch.load(where / CHECKPOINT, map_location="cpu", weights_only=False)["epoch"]
+    return torch.load(where / CHECKPOINT, map_location="cpu", weights_only=True)["epoch"]
 
 
 def error_lines(stderr):
@@ -377,7 +377,7 @@ def test_torchrun_two_processes_train_and_resume(repo):
 def test_long_run_checkpoint_keeps_its_average_and_resumes_it(built):
     import train
 
-    ckpt = torch.load(built / "checkpoints/long_run/checkpoint.pt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(built / "checkpoints/long_run/checkpoint.pt", map_location="cpu", weights_only=True)
     assert ckpt["config"]["ema_decay"] > 0 and ckpt["ema"].keys() == ckpt["model"].keys()
     assert any(not torch.equal(ckpt["ema"][k], ckpt["model"][k]) for k in ckpt["model"])   # it lags the weights
     exp = train.Experiment("long_run", ckpt["config"], torch.device("cpu"), ckpt["data_hash"])

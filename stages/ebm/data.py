@@ -20,7 +20,8 @@ RERUN = "rerun `dvc repro data`"
 
 
 class DataError(RuntimeError):
-    """The digits file (or a download feeding it) is missing, corrupt or inconsistent."""
+    """A file a stage needs (the digits, a download feeding them, a checkpoint) is missing, corrupt
+    or inconsistent, or an output could not be written: one line and exit status 1 (ebm.stage)."""
 
 
 def content_hash(arrays):

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ebm.io import save_torch
+from ebm.checkpoint import load_checkpoint, save_checkpoint
 
 
 class LeNet5(nn.Module):
@@ -80,7 +80,7 @@ def accuracy(model, x, y, batch_size=1000):
 
 
 def save_judge(path, model):
-    save_torch(path, {"arch": "LeNet5", "model": {k: v.cpu() for k, v in model.state_dict().items()}})
+    save_checkpoint(path, {"arch": "LeNet5", "model": {k: v.cpu() for k, v in model.state_dict().items()}})
 
 
 def load_judge(path="checkpoints/judge/judge.pt", device="cpu"):
@@ -91,7 +91,7 @@ def load_judge(path="checkpoints/judge/judge.pt", device="cpu"):
 
     if not Path(path).is_file():
         raise DataError(f"{path}: the judge is missing; run `dvc repro judge` (or `python stages/judge.py`)")
-    state = torch.load(path, map_location=device, weights_only=True)
+    state = load_checkpoint(path, device, "rebuild it: `dvc repro -f judge`")
     model = LeNet5().to(device)
     model.load_state_dict(state["model"])
     return model.eval().requires_grad_(False)

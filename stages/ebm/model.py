@@ -5,9 +5,12 @@ and two linear layers with Swish, ~77k parameters at width 32. The tutorial's ne
 outputs a score (high on data); here it outputs the energy E = -score, the sign the
 original journey's loss uses.
 """
+from pathlib import Path
+
 import torch
 from torch import nn
 
+from ebm.checkpoint import load_checkpoint, retrain
 from ebm.runtime import place
 
 
@@ -56,8 +59,9 @@ def average_weights(average, model, decay):
 def load_trained(path, device):
     """(checkpoint, its EnergyNet on `device`) from a training checkpoint: the moving average of
     the weights when training kept one (`ema` in the checkpoint), else the last weights. They are
-    frozen, since evaluation and generation take gradients with respect to the inputs only."""
-    ckpt = torch.load(path, map_location=device, weights_only=False)
+    frozen, since evaluation and generation take gradients with respect to the inputs only. A file
+    that cannot be read is a DataError naming it and the command that retrains it."""
+    ckpt = load_checkpoint(path, device, retrain(Path(path).parent))
     model = place(EnergyNet(ckpt["config"]["model"]["width"]), device)
     model.load_state_dict(ckpt.get("ema") or ckpt["model"])
     return ckpt, model.eval().requires_grad_(False)
