@@ -267,6 +267,20 @@ def test_truncated_npz_is_a_clear_error(tmp_path):
     assert str(out) in str(caught.value) and "dvc repro data" in str(caught.value)
 
 
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.99])
+def test_a_truncated_digits_file_stops_a_stage_in_one_line(tmp_path, capsys, keep):
+    from ebm.stage import run_stage
+
+    _, out, record_path = saved_digits(tmp_path)
+    out.write_bytes(out.read_bytes()[: int(out.stat().st_size * keep)])
+    with pytest.raises(SystemExit) as stopped:
+        run_stage(lambda: load_digits(out, record_path))
+    lines = capsys.readouterr().err.splitlines()
+    assert stopped.value.code == 1 and len(lines) == 1, lines
+    assert lines[0].startswith(f"error: {out}: corrupt or truncated .npz (") and lines[0].endswith(
+        "rerun `dvc repro data`"), lines[0]
+
+
 def test_contents_not_matching_the_record_is_a_clear_error(tmp_path):
     _, out, record_path = saved_digits(tmp_path)
     save_digits(out, **small_mnist(seed=2))               # a valid file, but not the recorded one

@@ -77,7 +77,8 @@ def load_digits(path="data/mnist.npz", record="metrics/data.json"):
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, KeyError) as err:
-        raise DataError(f"{path}: corrupt or truncated .npz ({type(err).__name__}: {err}); {RERUN}") from None
+        reason = " ".join(str(err).split())   # one line, whatever the library wrote
+        raise DataError(f"{path}: corrupt or truncated .npz ({type(err).__name__}: {reason}); {RERUN}") from None
     check_digits(arrays, path)
     if record is not None and Path(record).is_file():
         try:
