@@ -56,6 +56,14 @@ def damage(path, kind, marker):
     path.parent.mkdir(parents=True, exist_ok=True)
     if kind == "payload":
         torch.save({"config": {"model": {"width": 8}}, "epoch": 1, "model": Payload(marker)}, path)
+    elif kind == "not a checkpoint":
+        path.write_text("a text file saved under the checkpoint's name\n" * 20)
+    elif kind == "corrupt inside":   # a whole archive whose pickle record was overwritten
+        save_judge(path, LeNet5())
+        data = bytearray(path.read_bytes())
+        start = data.index(b"\x80\x02", data.index(b"data.pkl"))   # the pickle's protocol header
+        data[start:start + 40] = b"\x00" * 40
+        path.write_bytes(data)
     elif kind == "old format":   # what train.py wrote before: NumPy's RNG state as an ndarray
         torch.save({"epoch": 1, "rng": {"numpy": np.random.get_state()}}, path)
     else:                        # a checkpoint cut short (a copy that stopped, a full disk)
@@ -73,7 +81,7 @@ def one_line_error(capsys, action):
     return lines[0]
 
 
-@pytest.mark.parametrize("kind", ["payload", "old format", "truncated"])
+@pytest.mark.parametrize("kind", ["payload", "old format", "truncated", "not a checkpoint", "corrupt inside"])
 @pytest.mark.parametrize("loader", LOADERS)
 def test_an_unreadable_checkpoint_stops_the_stage_in_one_line(loader, kind, experiments, tmp_path, monkeypatch,
                                                               capsys):
@@ -89,8 +97,10 @@ def test_an_unreadable_checkpoint_stops_the_stage_in_one_line(loader, kind, expe
         assert "holds exec" in line and "not loaded" in line, line
     elif kind == "old format":
         assert "older checkpoint format" in line and "numpy" in line, line
+    elif kind == "corrupt inside":
+        assert "corrupt (Unsupported operand 0)" in line, line
     else:
-        assert "truncated" in line, line
+        assert "truncated or not a checkpoint (no whole zip archive)" in line, line
     assert not marker.exists()                      # the payload never ran
     assert Path(where).read_bytes() == before       # the file is left for the user to look at
 

@@ -11,6 +11,7 @@ command that rebuilds it (a DataError, see ebm.stage.run_stage).
 """
 import pickle
 import re
+import struct
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -65,28 +66,31 @@ def retrain(folder):
 def load_checkpoint(path, device, remedy):
     """torch.load(path, weights_only=True) onto `device`; a DataError in one line naming `path`
     and `remedy` (the command that rebuilds it) when the file cannot be read."""
+    if not Path(path).is_file():
+        raise DataError(f"{path}: file not found; {remedy}")
+    if not zipfile.is_zipfile(path):   # torch.save writes a zip, whose directory is at its end: a cut
+        # file has none. (Given bytes that are no zip, torch would try its pre-1.6 format, and the
+        # unpickler fails in any of a dozen ways: KeyError, IndexError, ...)
+        raise DataError(f"{path}: truncated or not a checkpoint (no whole zip archive); {remedy}")
     try:
         return torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found; {remedy}") from None
     except pickle.UnpicklingError as err:
         refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
         if refused:   # the loader stopped at it: nothing of the file was built or run
             raise DataError(f"{path}: holds {refused.group(1)}, not only tensors, numbers, strings, lists and "
                             f"dicts (an older checkpoint format, or not a checkpoint of this project); "
                             f"not loaded; {remedy}") from None
-        reason = re.search(r"WeightsUnpickler error: (.*)", str(err))
-        raise DataError(f"{path}: corrupt ({_first_line(reason.group(1) if reason else err)}); {remedy}") from None
-    except (EOFError, zipfile.BadZipFile, KeyError, ValueError, OSError) as err:
-        raise DataError(f"{path}: truncated, corrupt or not a checkpoint ({type(err).__name__}: "
-                        f"{_first_line(err)}); {remedy}") from None
+        reason = str(err).split("WeightsUnpickler error:")[-1].split("Check the documentation")[0]
+        raise DataError(f"{path}: corrupt ({_first_line(reason) or 'unreadable pickle'}); {remedy}") from None
+    except (EOFError, IndexError, KeyError, TypeError, ValueError, AttributeError, struct.error, OSError,
+            zipfile.BadZipFile) as err:   # a damaged record inside a whole archive
+        raise DataError(f"{path}: corrupt ({type(err).__name__}: {_first_line(err)}); {remedy}") from None
     except RuntimeError as err:   # torch's zip reader (PytorchStreamReader) on a damaged archive
         if "PytorchStreamReader" not in str(err) and "corrupt" not in str(err):
             raise
-        raise DataError(f"{path}: truncated or corrupt ({_first_line(err)}); {remedy}") from None
+        raise DataError(f"{path}: corrupt ({_first_line(err)}); {remedy}") from None
 
 
-def _first_line(err):
-    """The gist of a library's error message: its first sentence on one line."""
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text.split(". ")[0].rstrip(".")
+def _first_line(message):
+    """The gist of a library's error message: its first sentence, on one line."""
+    return " ".join(str(message).split()).split(". ")[0].rstrip(".")
