@@ -175,3 +175,18 @@ def test_graph_and_eager_training_iterations_stay_together():
             opt.step()
         runs[name] = x_neg
     assert (runs["eager"] - runs["graph"]).abs().max().item() < 1e-4
+
+
+# ---- the device benchmark's bookkeeping (benchmarks/graphs.py), on the CPU ---------------
+
+def test_the_benchmark_groups_the_experiments_by_what_sets_an_iterations_time():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("graph_bench", ROOT / "benchmarks" / "graphs.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    groups = sorted(bench.kinds(bench.tutorial.seed_scale_params()).values())
+    assert groups == [["long_run"], ["loss_collapse", "blob_collapse"], ["mode_collapse", "final_training"]]
+    chains = {"max_abs_diff_graph_vs_eager": 0.0, "rng_state_equal_after_graph_and_eager": True,
+              "vs_tutorial": {"graph": 5.2}}
+    journey = {"iteration": {"mode_collapse+final_training": {"graph_s": 0.016}}, "journey_minutes": {"graph": 19.0}}
+    assert [c["pass"] for c in bench.verdicts(chains, journey)] == [True, True, False, True]
