@@ -21,6 +21,7 @@ from tqdm import tqdm
 from ebm import distributed
 from ebm.buffer import ChainPool, ReplayBuffer
 from ebm.data import content_hash, load_digits, to_unit_range
+from ebm.graphs import chain_runner
 from ebm.images import save_grid, to_uint8
 from ebm.checkpoint import load_checkpoint, retrain, save_checkpoint
 from ebm.io import write_csv, write_json
@@ -30,7 +31,7 @@ from ebm.objective import contrastive_loss, improved_cd_terms
 from ebm.params import experiment_config, load_params
 from ebm.quality import reference, rounded, score
 from ebm.runtime import pick_device, place, rng_state, seed_everything, set_rng_state
-from ebm.sampler import Chain, fast_input_grad, langevin
+from ebm.sampler import Chain, fast_input_grad
 from ebm.stage import run_stage
 
 CURVE_COLUMNS = ["step", "epoch", "loss", "e_pos", "e_neg", "cd", "reg", "r1", "grad_norm", "lr"]
@@ -56,6 +57,7 @@ class Experiment:
         self.model = distributed.wrap(self.net, world, device)   # the loss goes through DDP
         self.chain = Chain.of(cfg["sampler"])
         self.sampler_grad = fast_input_grad(self.net, cfg["sampler"]["precision"], cfg["sampler"]["compile"])
+        self.run_chain = chain_runner(cfg["sampler"]["cuda_graph"], device)   # langevin, or it as a CUDA graph
         opt = cfg["optim"]
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=opt["lr"], betas=(opt["beta1"], opt["beta2"]))
         self.schedule = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=1, gamma=opt["lr_decay"])
@@ -126,11 +128,11 @@ class Experiment:
         started = time.perf_counter()
         x_neg = x_pos[:0]
         if from_pool < len(x_pos):   # (long_run with share 1: the pool alone; the buffer stays as it was)
-            x_neg = langevin(self.net, self.buffer.sample(len(x_pos) - from_pool), self.chain,
-                             no_grad_bug=s["no_grad_bug"], grad_fn=self.sampler_grad)
+            x_neg = self.run_chain(self.net, self.buffer.sample(len(x_pos) - from_pool), self.chain,
+                                   no_grad_bug=s["no_grad_bug"], grad_fn=self.sampler_grad)
             self.buffer.push(x_neg)
         if self.pool:
-            self.pool.advance(self.net, self.pool_chain, grad_fn=self.sampler_grad)
+            self.pool.advance(self.net, self.pool_chain, grad_fn=self.sampler_grad, run=self.run_chain)
             x_neg = torch.cat([x_neg, self.pool.sample(from_pool)])
         self.sampling_s += time.perf_counter() - started
         loss, terms = contrastive_loss(self.model, x_pos, x_neg, cfg["loss"]["alpha"], cfg["loss"]["r1_weight"])

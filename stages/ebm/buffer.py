@@ -91,8 +91,9 @@ class ChainPool:
         # the age at which each chain restarts next: chain i first at (i + 1) / n of a lifetime
         self.restart_age = (torch.arange(1, n + 1, device=device) * lifetime) // n if lifetime else None
 
-    def advance(self, energy, chain, grad_fn=None):
-        """Restart the chains due, then move every chain `chain.steps` steps under `energy`."""
+    def advance(self, energy, chain, grad_fn=None, run=langevin):
+        """Restart the chains due, then move every chain `chain.steps` steps under `energy`
+        (run: langevin, or its CUDA-graph stand-in, ebm.graphs)."""
         restart = torch.rand(len(self.images), device=self.images.device) < self.restart_prob
         if self.lifetime:
             due = self.ages >= self.restart_age
@@ -100,7 +101,7 @@ class ChainPool:
             restart |= due
         self.images[restart] = uniform_noise(int(restart.sum()), self.images.shape[1:], self.images.device)
         self.ages[restart] = 0
-        self.images = langevin(energy, self.images, chain, grad_fn=grad_fn)
+        self.images = run(energy, self.images, chain, grad_fn=grad_fn)
         self.ages += chain.steps
 
     def sample(self, n):

@@ -60,7 +60,8 @@ class Field:
         if self.choices:
             return "one of " + " | ".join(map(str, self.choices))
         what = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-                "ints": "a list of integers", "counts": "a mapping of names to integers"}[self.kind]
+                "ints": "a list of integers", "counts": "a mapping of names to integers",
+                "switch": "true, false or auto"}[self.kind]
         if self.lo is not None or self.hi is not None:
             left = "(" if self.lo_open else "["
             what += f" in {left}{self.lo if self.lo is not None else '-inf'}, " \
@@ -87,6 +88,7 @@ class Field:
             float: isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
             bool: isinstance(value, bool),
             str: isinstance(value, str),
+            "switch": isinstance(value, bool) or value == "auto",
             "ints": isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
             "counts": isinstance(value, dict) and value and all(isinstance(v, int) and not isinstance(v, bool)
                                                                 for v in value.values()),
@@ -146,6 +148,7 @@ TRAIN = {
         "no_grad_bug": Field(bool),              # experiment 1's bug: sample under torch.no_grad()
         "precision": Field(str, choices=("fp32", "bf16")),
         "compile": Field(bool),
+        "cuda_graph": Field("switch"),           # the K steps as one CUDA graph (ebm.graphs); auto: on CUDA
     },
     "buffer": {
         "capacity": image_count(),
@@ -251,7 +254,15 @@ def _show_chains(cfg, at):
             return f"{at}show_chains = {cfg['show_chains']}: must be at most {at}chains.{name} = {chains}"
 
 
-RULES = {"train": [_initial_fill], "generate": [_snapshots, _show_chains]}
+def _cuda_graph(cfg, at):
+    s = cfg["sampler"]
+    if s["cuda_graph"] is not False and (s["compile"] or s["precision"] != "fp32"):
+        return (f"{at}sampler.cuda_graph = {str(s['cuda_graph']).lower()}: the graph runs the plain fp32 "
+                f"gradient, so {at}sampler.compile must be false and {at}sampler.precision fp32 "
+                f"(or set cuda_graph: false)")
+
+
+RULES = {"train": [_initial_fill, _cuda_graph], "generate": [_snapshots, _show_chains]}
 
 
 def check_rules(section, cfg, at):
