@@ -3,22 +3,38 @@
     python stages/judge.py          # what `dvc repro judge` runs, from the repository root
 
 Reads `judge` from params.yaml; writes checkpoints/judge/judge.pt and metrics/judge.json:
-its test accuracy (how far to trust its verdicts) and, as a yardstick for the evaluation,
-what real train digits score against the test split at N = the test split's size (`real`:
-density, coverage, gated recognisable, ...; see ebm.quality) and the noise ceiling.
+its test accuracy (how far to trust its verdicts); as a yardstick for the evaluation, what
+real train digits score against the test split at N = the test split's size (`real`:
+density, coverage, recognisable, typical, ...; see ebm.quality) and the noise ceiling; and
+`controls`: every figure the verdicts read, on sets whose answer a person knows
+(ebm.controls), with `meets` saying whether each gives its known answer.
 """
 import time
 
+from ebm.controls import EXPECTED, control_sets, meets
 from ebm.data import load_digits, to_unit_range
 from ebm.io import write_json
 from ebm.judge import accuracy, save_judge, train_judge
 from ebm.params import load_params
-from ebm.quality import real_line, reference, rounded
+from ebm.quality import real_line, reference, rounded, score
 from ebm.runtime import pick_device
 from ebm.stage import run_stage
 
 CHECKPOINT = "checkpoints/judge/judge.pt"
 METRICS = "metrics/judge.json"
+CONTROL_FIGURES = ("recognisable", "typical", "top2_share", "recognised_entropy", "noise_share", "blob_share",
+                   "density", "coverage")
+
+
+def control_table(judge, digits, ref, seed):
+    """control -> every figure the verdicts read, and whether each expected answer holds."""
+    table = {}
+    for name, images in control_sets(digits["x_test"], digits["y_test"], n=ref.n, seed=seed).items():
+        figures = score(judge, images, ref)
+        row = rounded({k: figures[k] for k in CONTROL_FIGURES})
+        row["meets"] = all(meets(figures[k], rule) for k, rule in EXPECTED[name].items())
+        table[name] = row
+    return table
 
 
 def main():
@@ -28,7 +44,8 @@ def main():
     x_train, x_test = to_unit_range(digits["x_train"]), to_unit_range(digits["x_test"])
 
     started = time.perf_counter()
-    judge = train_judge(x_train, digits["y_train"], cfg["seed"], cfg["epochs"], cfg["batch_size"], cfg["lr"], device)
+    judge = train_judge(x_train, digits["y_train"], cfg["seed"], cfg["epochs"], cfg["batch_size"], cfg["lr"], device,
+                        max_shift=cfg["max_shift"], non_digit_ratio=cfg["non_digits"])
     wall_time_s = time.perf_counter() - started
     save_judge(CHECKPOINT, judge)
 
@@ -39,10 +56,13 @@ def main():
         "train_size": len(x_train), "test_size": len(x_test), "epochs": cfg["epochs"],
         "wall_time_s": round(wall_time_s, 2), "device": str(device),
         "real": rounded(real_line(ref)),
+        "controls": control_table(judge, digits, ref, cfg["seed"] + 1),
     }
     write_json(METRICS, metrics)
+    missed = [name for name, row in metrics["controls"].items() if not row["meets"]]
     print(f"judge: test accuracy {metrics['test_accuracy']:.4f} on {len(x_test)} digits "
-          f"({cfg['epochs']} epochs, {wall_time_s:.1f} s) -> {CHECKPOINT}")
+          f"({cfg['epochs']} epochs, {wall_time_s:.1f} s) -> {CHECKPOINT}; controls "
+          + (f"missing their known answers: {', '.join(missed)}" if missed else "all give their known answers"))
 
 
 if __name__ == "__main__":

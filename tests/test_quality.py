@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from ebm.buffer import ReplayBuffer
+from ebm.controls import EXPECTED
 from ebm.data import DataError, save_digits, to_unit_range
 from ebm.judge import LeNet5, accuracy, load_judge, save_judge, train_judge
 from ebm.model import EnergyNet
@@ -53,7 +54,7 @@ def held_out(digits, judge):
 
 def test_lenet_shapes_and_judge_accuracy(digits, judge):
     x = torch.zeros(3, 1, 28, 28)
-    assert LeNet5()(x).shape == (3, 10) and LeNet5().features(x).shape == (3, 84)
+    assert LeNet5()(x).shape == (3, 11) and LeNet5().features(x).shape == (3, 84)   # ten digits, "not a digit"
     assert accuracy(judge, to_unit_range(digits["x_test"]), digits["y_test"]) > 0.85
 
 
@@ -79,9 +80,12 @@ def test_train_judge_is_seeded_and_leaves_the_global_rng_alone(digits):
 # ---- the metrics ---------------------------------------------------------------------
 
 def test_embed_shapes_and_probabilities(judge):
-    features, probs = embed(judge, torch.rand(7, 1, 28, 28) * 2 - 1, batch_size=3)
-    assert features.shape == (7, 84) and features.dtype == np.float64
-    assert probs.shape == (7, 10) and np.allclose(probs.sum(1), 1)
+    x = torch.rand(7, 1, 28, 28) * 2 - 1
+    features, probs = embed(judge, x, batch_size=3)
+    assert features.shape == (7, 84) and features.dtype == np.float64 and probs.shape == (7, 10)
+    with torch.no_grad():
+        not_a_digit = torch.softmax(judge(x).double(), 1)[:, 10].numpy()
+    assert np.allclose(probs.sum(1) + not_a_digit, 1)     # the ten digits share what "not a digit" leaves
 
 
 def test_frechet_distance_known_values():
@@ -105,6 +109,16 @@ def test_class_metrics_single_class_and_uniform():
     assert rare["modes_covered"] == 1
     unsure = class_metrics(np.full((5, 10), 0.1))
     assert unsure["confidence"] == pytest.approx(0.1)
+    assert unsure["recognised_classes"] == 0 and unsure["top2_classes"] == [] and np.isnan(unsure["top2_share"])
+
+
+def test_recognised_classes_count_only_the_samples_the_judge_reads():
+    sure = np.eye(10)[[7] * 60 + [1] * 20 + list(range(10)) * 2]          # 100 read: 7s and 1s dominate
+    vague = np.full((100, 10), 0.05)                                      # 100 more it cannot read
+    figures = class_metrics(np.concatenate([sure, vague]))
+    assert figures["recognised_counts"] == [2, 22, 2, 2, 2, 2, 2, 62, 2, 2]
+    assert figures["top2_classes"] == [7, 1] and figures["top2_share"] == pytest.approx(0.84)
+    assert figures["recognised_classes"] == 10 and 0 < figures["recognised_entropy"] < 0.8
 
 
 def test_prdc_matches_the_papers_on_a_hand_computed_case():
@@ -132,8 +146,8 @@ def test_prdc_matches_the_papers_on_a_hand_computed_case():
     assert figures["density"] == pytest.approx(held / 5 / 2)
     # coverage: real points whose 5-NN ball holds a sample (the one at 0.5 sits in `held` of them)
     assert figures["coverage"] == pytest.approx(held / 10)
-    # recognisable: sure of its class (one-hot) and inside a k = 3 ball: the sample at 0.5 only
-    assert figures["recognisable"] == pytest.approx(0.5) and figures["confident"] == 1
+    # typical: sure of its class (one-hot, so recognisable) and inside a k = 3 ball: the sample at 0.5 only
+    assert figures["typical"] == pytest.approx(0.5) and figures["recognisable"] == 1
 
 
 def test_real_digits_score_like_real_digits(held_out, judge):
@@ -142,7 +156,7 @@ def test_real_digits_score_like_real_digits(held_out, judge):
     line = ref.real_line
     assert ref.n == 500 and 0 < line["fld"] < 0.05 * ref.fld_ceiling and figures["fld"] < 3 * line["fld"]
     assert 0.85 < figures["density"] < 1.2 and abs(figures["coverage"] - line["coverage"]) < 0.08
-    assert figures["recognisable_vs_real"] > 0.85 and figures["modes_covered"] == 10
+    assert figures["typical_vs_real"] > 0.85 and figures["modes_covered"] == 10
     assert figures["min_class_coverage"] > 0.5 and figures["class_entropy"] > 0.95
     assert abs(figures["ink"] - ref.test_pixels["ink"]) < 0.02
 
@@ -152,8 +166,10 @@ def test_uniform_noise_scores_nothing(held_out, judge):
     noise = torch.rand((500, 1, 28, 28), generator=torch.Generator().manual_seed(99)) * 2 - 1
     figures = score(judge, noise, ref)
     assert abs(figures["fld"] - ref.fld_ceiling) < 0.1 * ref.fld_ceiling
-    # This test's judge trains for seconds; the stage's scores noise at density 0.003, coverage 0.002.
-    assert figures["density"] < 0.15 and figures["coverage"] < 0.05 and figures["recognisable"] == 0
+    # This test's judge trains for seconds, with no "not a digit" class (the stage's judge on noise:
+    # tests/test_controls.py); the stage's scores noise at density 0.003, coverage 0.002.
+    assert figures["density"] < 0.15 and figures["coverage"] < 0.05 and figures["typical"] == 0
+    assert figures["noise_share"] == 1 and figures["blob_share"] == 0
 
 
 def test_one_class_batch_covers_one_class_only(digits, held_out, judge):
@@ -166,8 +182,9 @@ def test_one_class_batch_covers_one_class_only(digits, held_out, judge):
     assert figures["min_class_coverage"] == 0
 
 
-def test_confident_speckle_is_not_recognisable(held_out, judge):
-    """Saturated +-1 speckle the judge labels with >= 0.9 confidence falls outside every real ball."""
+def test_confident_speckle_is_not_typical(held_out, judge):
+    """Saturated +-1 speckle that a judge without a "not a digit" class (this test's) labels with
+    >= 0.9 confidence falls outside every real ball: recognisable, yet not typical."""
     ref, real = held_out
     generator = torch.Generator().manual_seed(5)
     speckle = torch.where(torch.rand((4000, 1, 28, 28), generator=generator) < 0.3, 1.0, -1.0)
@@ -175,7 +192,7 @@ def test_confident_speckle_is_not_recognisable(held_out, judge):
     confident = speckle[probs.max(1) >= 0.9]
     assert len(confident) >= 20, "the judge labels some speckle confidently (the weakness the gate closes)"
     figures = score(judge, confident, ref)
-    assert figures["confident"] == 1 and figures["recognisable"] < 0.05
+    assert figures["recognisable"] == 1 and figures["typical"] < 0.05 and figures["noise_share"] == 1
     assert pixel_stats(confident)["saturated"] == 1
 
 
@@ -191,7 +208,7 @@ def test_reference_repeats_and_caps_the_real_line_at_the_train_size(digits, judg
 
 PARAMS = """scale: cpu
 device: cpu
-judge: {seed: 0, epochs: 3, batch_size: 64, lr: 3.0e-3}
+judge: {seed: 0, epochs: 3, batch_size: 64, lr: 3.0e-3, non_digits: 0.25, max_shift: 0}
 evaluate: {seed: 1, num_samples: 64, fresh_steps: 3, batch_size: 40}
 """
 
@@ -214,6 +231,9 @@ def test_judge_stage_writes_its_checkpoint_and_metrics(workdir):
     assert metrics["train_size"] == 1000 and metrics["test_size"] == 300 and metrics["epochs"] == 3
     assert 0.5 < metrics["test_accuracy"] <= 1 and metrics["real"]["fld"] < metrics["real"]["fld_ceiling"]
     assert 0.8 < metrics["real"]["density"] < 1.2 and metrics["real"]["n"] == 300
+    controls = metrics["controls"]      # every figure on sets whose answer is known, each marked met or not
+    assert set(controls) == set(EXPECTED) and all(isinstance(row["meets"], bool) for row in controls.values())
+    assert controls["uniform noise"]["noise_share"] == 1 and controls["blurred blobs"]["blob_share"] == 1
     assert isinstance(load_judge(), LeNet5)
 
 

@@ -1,8 +1,13 @@
-"""The judge: a LeNet-5 digit classifier that scores samples (see `ebm.quality`).
+"""The judge: a LeNet-5 that reads digits and says "not a digit", scoring samples (`ebm.quality`).
 
-Trained on the data stage's train split only. Its logits say which digit a sample looks
-like and how surely; its 84-d penultimate activations (`features`) embed samples for the
-Frechet distance, the MNIST analogue of FID.
+Trained on the data stage's train split only. Ten of its eleven classes are the digits; the
+eleventh, NOT_A_DIGIT, is trained on synthetic images that are no digit (`non_digits`).
+A ten-class classifier must call everything some digit, and it does so confidently: one that
+reads 99% of real test digits was at least 0.9 sure of 22% of +-1 speckle and 61% of
+sharp-edged blobs. With the eleventh class it can say no. The digits are augmented with small
+shifts and, as the EBM's chains often draw them, thickened strokes and pixels at +-1, so that
+bold or saturated digits still read as digits. Its 84-d penultimate activations (`features`)
+embed samples for the Frechet distance, the MNIST analogue of FID.
 """
 import torch
 from torch import nn
@@ -11,8 +16,13 @@ from torch.nn import functional as F
 from ebm.checkpoint import load_checkpoint, save_checkpoint
 
 
+NOT_A_DIGIT = 10          # the eleventh class
+THICKEN, BINARISE = 1 / 3, 1 / 3   # share of training digits given thicker strokes, and pixels at +-1
+
+
 class LeNet5(nn.Module):
-    """(N, 1, 28, 28) in [-1, 1] -> 10 logits; conv 6@5x5 (pad 2), pool, conv 16@5x5, pool, 120, 84, 10."""
+    """(N, 1, 28, 28) in [-1, 1] -> 11 logits (digits 0-9, NOT_A_DIGIT); conv 6@5x5 (pad 2), pool,
+    conv 16@5x5, pool, 120, 84, 11."""
 
     def __init__(self):
         super().__init__()
@@ -20,7 +30,7 @@ class LeNet5(nn.Module):
         self.conv2 = nn.Conv2d(6, 16, kernel_size=5)              # 14 -> 10, pooled to 5
         self.fc1 = nn.Linear(16 * 5 * 5, 120)
         self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
+        self.fc3 = nn.Linear(84, NOT_A_DIGIT + 1)
 
     def features(self, x):
         """The 84-d penultimate activations (after ReLU): the embedding of the Frechet distance."""
@@ -41,29 +51,95 @@ def _shift(x, max_shift, generator):
     return torch.stack([padded[i, :, dy[i]:dy[i] + 28, dx[i]:dx[i] + 28] for i in range(n)])
 
 
-def train_judge(x_train, y_train, seed, epochs, batch_size, lr, device="cpu", max_shift=0):
-    """Adam on cross-entropy; x_train float (N, 1, 28, 28) in [-1, 1], y_train int labels.
+def _blur(x, sigma):
+    """Gaussian blur of (N, 1, H, W) with one sigma per image (a separable 15-tap kernel)."""
+    taps = torch.arange(-7, 8, dtype=x.dtype)
+    kernel = torch.exp(-taps[None] ** 2 / (2 * sigma[:, None] ** 2))
+    kernel = kernel / kernel.sum(1, keepdim=True)                   # (N, 15)
+    n = len(x)
+    rows = F.conv2d(F.pad(x.transpose(0, 1), (7, 7, 0, 0), mode="replicate"), kernel[:, None, None, :], groups=n)
+    both = F.conv2d(F.pad(rows, (0, 0, 7, 7), mode="replicate"), kernel[:, None, :, None], groups=n)
+    return both.transpose(0, 1)
 
-    Seeded without touching the global RNG: init, shuffling and the +-`max_shift` pixel
-    translations all come from `seed`. Trained in float64, returned in float32 and eval mode:
+
+def _ellipses(n, generator, size=28):
+    """One to three white ellipses on black, each edge soft or sharp at random."""
+    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64),
+                            indexing="ij")
+    out = torch.full((n, size, size), -1.0, dtype=torch.float64)
+    for k in range(3):
+        centre = 4 + torch.rand((n, 2), generator=generator, dtype=torch.float64) * (size - 8)
+        radii = 2 + torch.rand((n, 2), generator=generator, dtype=torch.float64) * 9
+        sharp = 1 + torch.rand(n, generator=generator, dtype=torch.float64) * 9
+        dist = ((yy - centre[:, 0, None, None]) / radii[:, 0, None, None]) ** 2 + \
+               ((xx - centre[:, 1, None, None]) / radii[:, 1, None, None]) ** 2
+        shape = torch.tanh((1 - dist.sqrt()) * sharp[:, None, None])
+        used = (torch.rand(n, generator=generator) < (1.0 if k == 0 else 0.4))[:, None, None]
+        out = torch.where(used, torch.maximum(out, shape), out)
+    return out[:, None]
+
+
+def non_digits(n, generator):
+    """n images of class NOT_A_DIGIT, float64 in [-1, 1]: uniform noise, +-1 speckle of any density,
+    smooth noise, soft or sharp ellipses, and constant greys, in equal shares, each with random
+    strength. The controls that test the judge (`ebm.controls`) are drawn elsewhere, with
+    another generator."""
+    if n == 0:
+        return torch.empty((0, 1, 28, 28), dtype=torch.float64)
+    kind = torch.randint(0, 5, (n,), generator=generator)
+    level = torch.rand((n, 1, 1, 1), generator=generator, dtype=torch.float64)
+    uniform = torch.rand((n, 1, 28, 28), generator=generator, dtype=torch.float64) * 2 - 1
+    speckle = torch.where(torch.rand((n, 1, 28, 28), generator=generator, dtype=torch.float64) < level, 1.0, -1.0)
+    smooth = _blur(uniform, 1.5 + 2.5 * torch.rand(n, generator=generator, dtype=torch.float64))
+    smooth = smooth / smooth.abs().amax((1, 2, 3), keepdim=True).clamp_min(1e-6)
+    constant = (level * 2 - 1).expand(n, 1, 28, 28)
+    options = torch.stack([uniform * (0.3 + 0.7 * level), speckle, smooth, _ellipses(n, generator), constant])
+    return options[kind, torch.arange(n)]
+
+
+def augment_digits(x, generator):
+    """Training digits, a share of them with strokes grown by a pixel and a share set to +-1."""
+    n = len(x)
+    thick = (torch.rand(n, generator=generator) < THICKEN).view(-1, 1, 1, 1)
+    x = torch.where(thick, F.max_pool2d(x, 3, stride=1, padding=1), x)
+    binary = (torch.rand(n, generator=generator) < BINARISE).view(-1, 1, 1, 1)
+    return torch.where(binary, torch.where(x > 0, 1.0, -1.0).to(x.dtype), x)
+
+
+def train_judge(x_train, y_train, seed, epochs, batch_size, lr, device="cpu", max_shift=0, non_digit_ratio=0.0):
+    """Adam on cross-entropy; x_train float (N, 1, 28, 28) in [-1, 1], y_train int labels 0-9.
+
+    non_digit_ratio > 0: each batch also holds this many `non_digits` per digit, labelled
+    NOT_A_DIGIT, and its digits are augmented (`augment_digits`).
+    Seeded without touching the global RNG: init, shuffling, augmentation, the non-digits and
+    the +-`max_shift` pixel translations all come from `seed`. Trained in float64, returned in float32 and eval mode:
     float32 sums taken in another order (another CPU's vector width, oneDNN's kernel choice)
     move the weights enough to change a test digit's label, and every evaluation figure with
     it; in float64 such differences stay far below float32's resolution.
     """
     x_train = torch.as_tensor(x_train, dtype=torch.float64)
     y_train = torch.as_tensor(y_train, dtype=torch.int64)
+    generator = torch.Generator().manual_seed(seed)
+    # one fixed set of non-digits, drawn once (drawing them per batch cost more than the training step)
+    others = non_digits(round(non_digit_ratio * len(x_train)), generator)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LeNet5().double()
     model.to(device).train()
-    generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     for _ in range(epochs):
         order = torch.randperm(len(x_train), generator=generator)
-        for start in range(0, len(order), batch_size):
+        other_order = torch.randperm(len(others), generator=generator)
+        for b, start in enumerate(range(0, len(order), batch_size)):
             idx = order[start:start + batch_size]
-            x = _shift(x_train[idx], max_shift, generator) if max_shift else x_train[idx]
-            loss = F.cross_entropy(model(x.to(device)), y_train[idx].to(device))
+            x, y = x_train[idx], y_train[idx]
+            if len(others):
+                share = len(others) * len(idx) // len(x_train)
+                picked = others[other_order[b * share:(b + 1) * share]]
+                x = torch.cat([augment_digits(x, generator), picked])
+                y = torch.cat([y, torch.full((len(picked),), NOT_A_DIGIT)])
+            x = _shift(x, max_shift, generator) if max_shift else x
+            loss = F.cross_entropy(model(x.to(device)), y.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -173,6 +173,8 @@ TRAIN = {
     "epochs": positive_int(),
     "sample_epochs": Field("ints", lo=1),
     "grid_size": image_count(),
+    "generated_chains": image_count(),       # chains from noise run at every sample epoch, scored
+    "generated_steps": Field(int, lo=0),     # their Langevin steps
     "log_every": positive_int(),
     "expected_error": Field(str, optional=True),
     "max_abs_energy": positive(),
@@ -184,6 +186,8 @@ JUDGE = {
     "epochs": positive_int(),
     "batch_size": image_count(),
     "lr": positive(),
+    "non_digits": non_negative(),            # "not a digit" images per training digit
+    "max_shift": Field(int, lo=0, hi=4),     # pixels a training image may be shifted by
 }
 
 EVALUATE = {

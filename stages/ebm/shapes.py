@@ -1,0 +1,63 @@
+"""What a sample looks like in pixels, without the judge: noise, blob, or neither.
+
+Two per-image tests, each with one threshold set on images whose answer a person knows
+(`ebm.controls`; the figures measured on them are in docs/experiments.md):
+
+noise   roughness: the mean absolute difference between neighbouring pixels. Uniform noise
+        scores 0.67, +-1 speckle 1.0 (a sparse 10% speckle 0.36); a digit's ink changes only
+        at its edges: real test digits 0.14 at the median, 0.18 at the 95th percentile, and the
+        same thickened and binarised. Noise: roughness >= NOISE_ROUGHNESS.
+blob    a compact shape thicker than any stroke. Of the largest connected patch of ink
+        (pixels > 0), the depth of its deepest pixel (distance to the background) against the
+        radius of a disc of the same area: a filled disc scores 1, a stroke of any width much
+        less, because its area grows with its length and its depth does not. Gaussian and
+        sharp discs of digit size score 0.85 or more in 95 of 100; real digits 0.51 at the 95th
+        percentile, digits thickened by a pixel and binarised 0.65. A blob also needs a depth of
+        at least BLOB_DEPTH pixels, so a speck of a few pixels is not one.
+"""
+import numpy as np
+import torch
+from scipy import ndimage
+
+NOISE_ROUGHNESS = 0.25  # between real digits' 95th percentile (0.18) and sparse speckle's 5th (0.30)
+BLOB_COMPACTNESS = 0.75  # between thickened digits' 99th percentile (0.75 at most) and discs' 5th (0.85)
+BLOB_DEPTH = 3.0         # pixels from the edge to the patch's centre: a stroke of real digits reaches 2
+
+
+def roughness(images):
+    """(N, 1, H, W) in [-1, 1] -> (N,) mean |difference| of horizontal and vertical neighbours."""
+    x = torch.as_tensor(images).float()
+    across = (x[..., :, 1:] - x[..., :, :-1]).abs().mean((1, 2, 3))
+    down = (x[..., 1:, :] - x[..., :-1, :]).abs().mean((1, 2, 3))
+    return ((across + down) / 2).numpy()
+
+
+def compactness(images):
+    """(N, 1, H, W) -> (N,) compactness and (N,) depth of each image's largest patch of ink."""
+    ink = (torch.as_tensor(images).float()[:, 0] > 0).cpu().numpy()
+    compact, depth = np.zeros(len(ink)), np.zeros(len(ink))
+    for i, mask in enumerate(ink):
+        labels, count = ndimage.label(mask)
+        if not count:
+            continue
+        largest = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
+        depth[i] = ndimage.distance_transform_edt(largest).max()
+        compact[i] = depth[i] / np.sqrt(largest.sum() / np.pi)
+    return compact, depth
+
+
+def is_noise(images):
+    return roughness(images) >= NOISE_ROUGHNESS
+
+
+def is_blob(images):
+    compact, depth = compactness(images)
+    return (compact >= BLOB_COMPACTNESS) & (depth >= BLOB_DEPTH)
+
+
+def shape_figures(images):
+    """The share of images that are noise and that are blobs, and the mean roughness."""
+    if not len(images):
+        return {"noise_share": float("nan"), "blob_share": float("nan"), "roughness": float("nan")}
+    return {"noise_share": float(is_noise(images).mean()), "blob_share": float(is_blob(images).mean()),
+            "roughness": float(roughness(images).mean())}
