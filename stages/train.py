@@ -5,9 +5,17 @@
 
 Reads `train` and `experiments.<name>` from params.yaml; writes metrics/train/<name>.json,
 plots/train/<name>.csv (curves), plots/negatives/<name>.csv (what the judge makes of the
-training negatives at each epoch's end: class histogram, class entropy, coverage, ...),
-plots/samples/<name>/samples_epoch_NNN.png and the checkpoint checkpoints/<name>/checkpoint.pt,
-from which a rerun after a crash resumes. The judge (`dvc repro judge`) must exist first.
+training negatives at each epoch's end: class histogram, class entropy, coverage, the replay
+buffer's chain ages, ...), plots/generated/<name>.csv (the same of the model's generated
+samples at every sample epoch), the grids plots/samples/<name>/generated_epoch_NNN.png and
+samples_epoch_NNN.png (the latest negatives), and the checkpoint
+checkpoints/<name>/checkpoint.pt, from which a rerun after a crash resumes. The judge
+(`dvc repro judge`) must exist first.
+
+Generated samples are what the original journey's pictures show ("generated samples were
+fuzzy blobs"): at every sample epoch, `generated_chains` chains from U(-1, 1) run
+`generated_steps` steps of the experiment's own sampler under the current model, from a seed
+of their own, so the training's random numbers are the same with or without them.
 """
 import math
 import sys
@@ -31,7 +39,7 @@ from ebm.objective import contrastive_loss, improved_cd_terms
 from ebm.params import experiment_config, load_params
 from ebm.quality import reference, rounded, score
 from ebm.runtime import pick_device, place, rng_state, seed_everything, set_rng_state
-from ebm.sampler import Chain, fast_input_grad
+from ebm.sampler import Chain, fast_input_grad, langevin
 from ebm.stage import run_stage
 
 CURVE_COLUMNS = ["step", "epoch", "loss", "e_pos", "e_neg", "cd", "reg", "r1", "grad_norm", "lr"]
@@ -40,6 +48,10 @@ TRACKED = 500           # the most recent negatives scored at each epoch's end (
                         # iterations at batch 32): as many as the CPU-scale evaluation scores, so figures compare
 REPEL_REFERENCE = 256   # past negatives the repel term measures distances to (Improved CD: its replay buffer)
 TRACKED_FIGURES = ["class_entropy", "modes_covered", "coverage", "density", "recognisable", "ink", "saturated"]
+GENERATED_FIGURES = ["energy", "recognisable", "typical", "class_entropy", "recognised_entropy", "recognised_classes",
+                     "top2_share", "noise_share", "blob_share", "coverage", "density", "ink", "white"]
+GENERATED_SEED = 20_000   # added to the experiment's seed: the generated chains' own noise
+AGE_COLUMNS = ["age_draws_mean", "age_draws_median", "age_steps_mean", "age_steps_median"]
 
 
 class Diverged(Exception):
@@ -71,6 +83,7 @@ class Experiment:
         self.epoch, self.history, self.grids, self.wall_time_s, self.sampling_s = 0, [], {}, 0.0, 0.0
         self.ema_decay, self.average = cfg.get("ema_decay", 0.0), None   # long_run: the weights it samples with
         self.tracked = []   # one row per epoch: the judge's figures of that epoch's latest negatives
+        self.generated, self.generated_grids = [], {}   # per sample epoch: the generated samples' figures, grid
 
     # ---- checkpoint: rank 0 holds everything; other ranks add their buffer and RNG ----
     def checkpoint(self):
@@ -81,7 +94,7 @@ class Experiment:
         return {**shard, "config": self.cfg, "data_hash": self.data_hash, "world": self.world,
                 "model": self.net.state_dict(), "ema": self.average, "optimizer": self.optimizer.state_dict(),
                 "schedule": self.schedule.state_dict(), "history": self.history, "grids": self.grids,
-                "tracked": self.tracked,
+                "tracked": self.tracked, "generated": self.generated, "generated_grids": self.generated_grids,
                 "wall_time_s": self.wall_time_s, "sampling_s": self.sampling_s}
 
     def resume(self, folder):
@@ -107,6 +120,7 @@ class Experiment:
         set_rng_state(own["rng"])
         self.epoch, self.history, self.grids = ckpt["epoch"], ckpt["history"], ckpt["grids"]
         self.tracked = ckpt.get("tracked", [])
+        self.generated, self.generated_grids = ckpt.get("generated", []), ckpt.get("generated_grids", {})
         self.average = ckpt.get("ema")
         self.wall_time_s, self.sampling_s = ckpt["wall_time_s"], ckpt["sampling_s"]
         print(f"train: resuming {self.name} from {main} at epoch {self.epoch}", file=sys.stderr)
@@ -130,7 +144,7 @@ class Experiment:
         if from_pool < len(x_pos):   # (long_run with share 1: the pool alone; the buffer stays as it was)
             x_neg = self.run_chain(self.net, self.buffer.sample(len(x_pos) - from_pool), self.chain,
                                    no_grad_bug=s["no_grad_bug"], grad_fn=self.sampler_grad)
-            self.buffer.push(x_neg)
+            self.buffer.push(x_neg, steps=self.chain.steps)
         if self.pool:
             self.pool.advance(self.net, self.pool_chain, grad_fn=self.sampler_grad, run=self.run_chain)
             x_neg = torch.cat([x_neg, self.pool.sample(from_pool)])
@@ -164,7 +178,31 @@ class Experiment:
         shares = [c / figures["n"] for c in figures["class_counts"]]
         self.tracked.append({"step": len(self.history), "epoch": self.epoch,
                              **rounded({k: figures[k] for k in TRACKED_FIGURES}),
-                             **{f"class_{d}": round(v, 4) for d, v in enumerate(shares)}})
+                             **{f"class_{d}": round(v, 4) for d, v in enumerate(shares)}, **buffer_ages(self.buffer)})
+
+    def sample_epoch(self):
+        return self.epoch in self.cfg["sample_epochs"] or self.epoch == self.cfg["epochs"]
+
+    def generate(self, judge, ref):
+        """The model's generated samples now: `generated_chains` chains from U(-1, 1), `generated_steps`
+        steps of this experiment's sampler, scored by the judge. The global RNG is forked and
+        seeded here, so training draws the same numbers with or without this."""
+        cfg = self.cfg
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(cfg["seed"] + GENERATED_SEED)
+            x0 = torch.rand((cfg["generated_chains"], 1, 28, 28), device=self.device) * 2 - 1
+            samples = langevin(self.net, x0, Chain.of(cfg["sampler"], steps=cfg["generated_steps"]),
+                               grad_fn=self.sampler_grad)
+        with torch.no_grad():
+            energy = self.net(samples).mean().item()
+        figures = score(judge, samples, ref)
+        read = figures["recognised_counts"]      # the classes of the samples the judge reads
+        shares = [c / max(sum(read), 1) for c in read]
+        self.generated.append({"step": len(self.history), "epoch": self.epoch,
+                               **rounded({"energy": energy, **{k: figures[k] for k in GENERATED_FIGURES[1:]}}),
+                               **{f"class_{d}": round(v, 4) for d, v in enumerate(shares)}})
+        self.generated_grids[self.epoch] = to_uint8(samples[: cfg["grid_size"]])
 
     def run_epoch(self, images, progress):
         cfg, batch = self.cfg, self.cfg["batch_size"]
@@ -178,12 +216,31 @@ class Experiment:
             progress.set_postfix(loss=f"{terms['loss']:.3f}", e_pos=f"{terms['e_pos']:.2f}", e_neg=f"{terms['e_neg']:.2f}")
         self.epoch += 1
         self.schedule.step()
-        if self.epoch in cfg["sample_epochs"] or self.epoch == cfg["epochs"]:
+        if self.sample_epoch():
             shown = self.pool.images if self.pool else x_neg     # long_run: its long-lived chains
             self.grids[self.epoch] = to_uint8(shown[: cfg["grid_size"]])
 
 
 # ---- outputs ---------------------------------------------------------------------------
+
+def buffer_ages(buffer):
+    """Mean and median age of the replay buffer's chains: draws (times continued) and Langevin steps."""
+    draws, steps = (a.float() for a in buffer.ages())
+    return {"age_draws_mean": round(draws.mean().item(), 2), "age_draws_median": round(draws.median().item(), 1),
+            "age_steps_mean": round(steps.mean().item(), 1), "age_steps_median": round(steps.median().item(), 1)}
+
+
+def age_distribution(buffer):
+    """The buffer's chain ages at the end: mean, quantiles and maximum, in draws and in steps."""
+    out = {}
+    for unit, ages in zip(("draws", "steps"), buffer.ages()):
+        ages = ages.double().cpu()
+        quantiles = torch.quantile(ages, torch.tensor([0.5, 0.9, 0.99], dtype=torch.float64)).tolist()
+        out[unit] = {"mean": round(ages.mean().item(), 2), **{k: round(q, 1) for k, q in zip(("median", "q90", "q99"),
+                                                                                           quantiles)},
+                     "max": int(ages.max())}
+    return out
+
 
 def curves(history, every):
     """Per-iteration history -> window means every `every` iterations (the plotted curve)."""
@@ -210,10 +267,14 @@ def summary(history):
 def write_outputs(exp, paths, status, error=None):
     cfg = exp.cfg
     write_csv(paths["curve"], curves(exp.history, cfg["log_every"]))
-    write_csv(paths["negatives"], pd.DataFrame(exp.tracked, columns=["step", "epoch", *TRACKED_FIGURES,
-                                                                      *[f"class_{d}" for d in range(10)]]))
+    classes = [f"class_{d}" for d in range(10)]
+    write_csv(paths["negatives"], pd.DataFrame(exp.tracked, columns=["step", "epoch", *TRACKED_FIGURES, *classes,
+                                                                      *AGE_COLUMNS]))
+    write_csv(paths["generated"], pd.DataFrame(exp.generated, columns=["step", "epoch", *GENERATED_FIGURES, *classes]))
     for epoch, grid in exp.grids.items():
         save_grid(paths["samples"] / f"samples_epoch_{epoch:03d}.png", grid)
+    for epoch, grid in exp.generated_grids.items():
+        save_grid(paths["samples"] / f"generated_epoch_{epoch:03d}.png", grid)
     # Git keeps no empty folder: without a file here, a clone (or a queued experiment's workspace)
     # would see this output as deleted and rerun the stage. A grey grid stands in for no samples.
     if exp.grids:
@@ -229,7 +290,8 @@ def write_outputs(exp, paths, status, error=None):
                "epochs_done": exp.epoch, "iterations": len(exp.history), **summary(exp.history),
                "wall_time_s": round(exp.wall_time_s, 2),
                "langevin_img_steps_per_s": round(steps / exp.sampling_s, 1) if exp.sampling_s else None,
-               "device": str(exp.device), "world_size": exp.world}
+               "device": str(exp.device), "world_size": exp.world,
+               "buffer_capacity": exp.buffer.capacity, "buffer_age": age_distribution(exp.buffer)}
     if exp.pool:
         ages = exp.pool.ages.float()
         metrics.update(continues=cfg["continues"], pool_oldest_chain_steps=int(ages.max()),
@@ -249,6 +311,7 @@ def train(name, params):
         images = images[: cfg["train_subset"]]
     paths = {"checkpoints": Path("checkpoints") / name, "samples": Path("plots/samples") / name,
              "curve": Path("plots/train") / f"{name}.csv", "negatives": Path("plots/negatives") / f"{name}.csv",
+             "generated": Path("plots/generated") / f"{name}.csv",
              "metrics": Path("metrics/train") / f"{name}.json"}
     for folder in (paths["samples"], paths["checkpoints"]):
         folder.mkdir(parents=True, exist_ok=True)   # DVC wants every declared output, even after an error
@@ -271,6 +334,8 @@ def train(name, params):
                 exp.wall_time_s += time.perf_counter() - started
                 if rank == 0:
                     exp.track(judge, ref)
+                    if exp.sample_epoch():
+                        exp.generate(judge, ref)
                 save_checkpoint(own_checkpoint, exp.checkpoint())
                 if rank == 0:
                     write_outputs(exp, paths, "running")

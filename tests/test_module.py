@@ -79,6 +79,24 @@ def test_buffer_state_round_trip():
     assert torch.equal(other.images[:5], buffer.images[:5])
 
 
+def test_buffer_ages_follow_each_chain_and_restart_at_noise():
+    torch.manual_seed(0)
+    buffer = ReplayBuffer(capacity=4, restart_prob=0.0, initial_fill=4)
+    for _ in range(3):                                   # every chain drawn and continued 10 steps, three times
+        buffer.push(buffer.sample(4) + 0.0, steps=10)
+    draws, steps = buffer.ages()
+    assert steps.tolist() == [10 * d for d in draws.tolist()] and draws.float().mean() > 1
+    assert draws.max() <= 3                              # a chain cannot be older than the draws so far
+    buffer.restart_prob = 1.0
+    buffer.push(buffer.sample(4), steps=10)              # all restarted from noise: one draw, 10 steps
+    assert buffer.ages()[0].tolist() == [1] * 4 and buffer.ages()[1].tolist() == [10] * 4
+    buffer.push(torch.zeros(2, 1, 28, 28))               # not chains of the last draw: age unknown, 0
+    assert buffer.ages()[0].tolist() == [0, 0, 1, 1]
+    copy = ReplayBuffer(capacity=4, restart_prob=0.0, initial_fill=1)
+    copy.load_state_dict(buffer.state_dict())
+    assert torch.equal(copy.ages()[0], buffer.ages()[0]) and torch.equal(copy.ages()[1], buffer.ages()[1])
+
+
 def test_buffer_latest_returns_the_newest_pushes_in_order():
     buf = ReplayBuffer(capacity=5, restart_prob=0.0, initial_fill=1)
     for value in range(7):                                  # wraps around the ring

@@ -4,6 +4,11 @@ Each training batch starts its chains from images drawn uniformly from the buffe
 fraction `restart_prob` of them restart from fresh U(-1, 1) noise instead. After
 sampling, the chains' end states are written back FIFO (a ring), as in the UvA
 tutorial, where new samples push out the oldest.
+
+Each slot also records its chain's age: how many times the chain has been drawn and
+continued (`draws`) and its Langevin steps since it last started from noise (`steps`). The
+original journey blames exp 4's collapse on a feedback loop, which needs chains drawn again
+and again; a slot is drawn about batch x iterations / capacity times in a run.
 """
 import torch
 
@@ -23,6 +28,9 @@ class ReplayBuffer:
         self.images[:initial_fill] = uniform_noise(initial_fill, shape, device)
         self.size = initial_fill      # how many slots hold images
         self.head = initial_fill % capacity   # the next slot to overwrite
+        self.draws = torch.zeros(capacity, dtype=torch.long, device=device)   # per slot: times continued
+        self.steps = torch.zeros(capacity, dtype=torch.long, device=device)   # per slot: steps since noise
+        self.drawn = None             # (draws, steps) of the chains `sample` handed out last
 
     @property
     def device(self):
@@ -34,17 +42,25 @@ class ReplayBuffer:
         starts = self.images[picks]
         restart = torch.rand(n, device=self.device) < self.restart_prob
         fresh = uniform_noise(n, self.shape, self.device)
+        self.drawn = (torch.where(restart, 0, self.draws[picks]), torch.where(restart, 0, self.steps[picks]))
         return torch.where(restart.view(-1, 1, 1, 1), fresh, starts)
 
     def draw(self, n):
         """n stored images picked at random, as they are (no restarts)."""
         return self.images[torch.randint(0, self.size, (n,), device=self.device)]
 
-    def push(self, samples):
-        """Write samples into the ring, overwriting the oldest once full."""
+    def push(self, samples, steps=0):
+        """Write samples into the ring, overwriting the oldest once full. When they are the chains
+        of the last `sample`, continued `steps` Langevin steps, their ages go with them."""
         n = min(len(samples), self.capacity)
         slots = (self.head + torch.arange(n, device=self.device)) % self.capacity
         self.images[slots] = samples[-n:].detach()
+        if self.drawn is not None and len(self.drawn[0]) == len(samples):
+            self.draws[slots] = self.drawn[0][-n:] + 1
+            self.steps[slots] = self.drawn[1][-n:] + steps
+        else:
+            self.draws[slots], self.steps[slots] = 0, 0
+        self.drawn = None
         self.head = int((self.head + n) % self.capacity)
         self.size = min(self.size + n, self.capacity)
 
@@ -54,14 +70,22 @@ class ReplayBuffer:
         slots = (self.head - n + torch.arange(n, device=self.device)) % self.capacity
         return self.images[slots]
 
+    def ages(self):
+        """(draws, steps) of the chains in the filled slots."""
+        return self.draws[: self.size], self.steps[: self.size]
+
     def state_dict(self):
         return {"images": self.images[: self.size].clone() if self.size < self.capacity else self.images.clone(),
-                "size": self.size, "head": self.head}
+                "size": self.size, "head": self.head,
+                "draws": self.draws[: self.size].clone(), "steps": self.steps[: self.size].clone()}
 
     def load_state_dict(self, state):
         size = state["size"]
         self.images[:size] = state["images"][:size].to(self.device)
         self.size, self.head = size, state["head"]
+        if "draws" in state:     # (a buffer saved before ages were recorded: ages unknown, left at 0)
+            self.draws[:size] = state["draws"][:size].to(self.device)
+            self.steps[:size] = state["steps"][:size].to(self.device)
 
 
 class ChainPool:
