@@ -73,6 +73,7 @@ def scored(judge, samples, ref):
     """(the figures for the metrics file, per-class columns for the classes CSV)."""
     figures = score(judge, samples, ref)
     counts, coverage = figures.pop("class_counts"), figures.pop("class_coverage")
+    figures.pop("recognised_counts")
     figures.pop("n")
     return rounded(figures), {"share": [c / max(sum(counts), 1) for c in counts], "coverage": coverage}
 

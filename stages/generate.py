@@ -7,7 +7,7 @@ Reads params.yaml `generate` and the model's checkpoint; runs `generate.chains[<
 chains for `steps` Langevin steps from U(-1, 1) noise (or from the model's replay buffer),
 with the noise std moving linearly from `noise_std` to `noise_std_final`. The chains are
 recorded at each step of `snapshots` (0 = the starting state; the last step always is) and
-scored there by the judge (ebm.quality: density, coverage, gated recognisable, class entropy,
+scored there by the judge (ebm.quality: density, coverage, recognisable, class entropy,
 ink, ...), beside what as many real digits score. Writes, atomically, in plots/generate/<model>/:
   hq_samples_k<steps>.png   the final grid, the first 64 chains (EBM-MNIST-Journey's hq_samples_k20000.png)
   chain_snapshots.png       `show_chains` chains (rows) at every snapshot (columns)
@@ -49,19 +49,19 @@ from ebm.stage import run_stage
 SEGMENT = 500          # most steps per sampler call: the noise schedule is constant within one
 GRID = 64              # images in the final grid
 
-# The verdict's rules: realistic and diverse at REFERENCE_STEP, and still so at the last step.
+# The verdict's rules, the original journey's claim and no more: "diverse and recognizable digits"
+# after 20,000 steps, and (Nijkamp et al. 2020's test of a long chain) no drift since REFERENCE_STEP.
 REFERENCE_STEP = 1000  # the chains' first realistic state: the last snapshot is compared with it
-MIN_ENTROPY = 0.9      # diverse: class entropy (1 = uniform) at least this at every snapshot >= REFERENCE_STEP ...
-MIN_MODES = 10         # ... and every class holding at least 2% of the chains
-KEEP_FRACTION = 0.9    # no drift: coverage and density at the last step >= 90% of their reference values ...
-FLD_GROWTH = 1.2       # ... and the Frechet distance at most 1.2x its reference value
-MIN_VS_REAL = 0.7      # legible at the last step: gated recognisable >= 70% of what real digits score
-                       # (real digits themselves score about 0.48 under the pruned realism gate)
-PIXEL_FACTOR = 1.5     # ink and white (saturated stroke) fractions within 1.5x of the test digits' (either
-                       # way); |x| >= 0.99 counts the -1 background too, so it cannot tell oversaturation
-# The binarised real line's figures: real digits at +-1 pass `legible` (0.80 of real at N = 256) and
-# fail `white` (5.6x), so the two checks measure different things (shapes; grey stroke edges).
-BINARISED_FIGURES = ("fld", "density", "coverage", "recognisable", "recognisable_vs_real", "class_entropy",
+MIN_ENTROPY = 0.9      # diverse: the recognisable chains' class entropy (1 = uniform) at least this at every
+MIN_CLASSES = 10       # snapshot >= REFERENCE_STEP, and all ten classes among them (each >= 2% of them)
+MIN_RECOGNISABLE = 0.5  # recognisable: most chains at the last step (real test digits 0.95 or more)
+KEEP_FRACTION = 0.9    # no drift: recognisable, coverage and density at the last step >= 90% of their
+FLD_GROWTH = 1.2       # reference values, and the Frechet distance at most 1.2x its reference value
+# Beyond the claim, reported beside the verdict (`beyond_the_claim`) and never in it: how typical
+# of MNIST's strokes the chains are, and their ink and white (saturated stroke) fractions against
+# the test digits'.
+# The binarised real line's figures: real digits with every pixel at +-1, the style of a cold chain.
+BINARISED_FIGURES = ("fld", "density", "coverage", "recognisable", "typical", "typical_vs_real", "class_entropy",
                      "ink", "white")
 
 
@@ -177,7 +177,7 @@ def judge_snapshots(kept, cfg, device):
     for step, samples in sorted(kept.items()):
         figures = score(judge, samples, ref)
         counts = figures.pop("class_counts")
-        for unused in ("n", "class_coverage", "confident"):
+        for unused in ("n", "class_coverage", "recognised_counts"):
             figures.pop(unused)
         out[str(step)] = rounded(figures)
         class_counts.append({"step": step, **{str(d): int(c) for d, c in enumerate(counts)}})
@@ -199,11 +199,18 @@ def verdict(per_step, real):
         return round(a / b, 4) if b else None     # None: no reference value to compare with
 
     checks = {
-        "diverse": {"value": min(per_step[str(s)]["class_entropy"] for s in judged),
-                    "rule": f"class entropy >= {MIN_ENTROPY} and {MIN_MODES} classes covered at every snapshot "
-                            f"from step {ref} to {last}",
-                    "passed": all(per_step[str(s)]["class_entropy"] >= MIN_ENTROPY and
-                                  per_step[str(s)]["modes_covered"] >= MIN_MODES for s in judged)},
+        "diverse": {"value": min(per_step[str(s)]["recognised_entropy"] for s in judged),
+                    "rule": f"the recognisable chains' class entropy >= {MIN_ENTROPY} and all {MIN_CLASSES} classes "
+                            f"among them at every snapshot from step {ref} to {last}",
+                    "passed": all(per_step[str(s)]["recognised_entropy"] >= MIN_ENTROPY and
+                                  per_step[str(s)]["recognised_classes"] >= MIN_CLASSES for s in judged)},
+        "recognisable": {"value": m_last["recognisable"],
+                         "rule": f"recognisable at step {last} >= {MIN_RECOGNISABLE} (real digits "
+                                 f"{real['recognisable']})",
+                         "passed": m_last["recognisable"] >= MIN_RECOGNISABLE},
+        "recognisable_kept": {"value": ratio(m_last["recognisable"], m_ref["recognisable"]),
+                              "rule": f"recognisable at step {last} >= {KEEP_FRACTION} x its value at step {ref}",
+                              "passed": m_last["recognisable"] >= KEEP_FRACTION * m_ref["recognisable"]},
         "coverage_kept": {"value": ratio(m_last["coverage"], m_ref["coverage"]),
                           "rule": f"coverage at step {last} >= {KEEP_FRACTION} x its value at step {ref}",
                           "passed": m_last["coverage"] >= KEEP_FRACTION * m_ref["coverage"]},
@@ -213,17 +220,9 @@ def verdict(per_step, real):
         "fld_kept": {"value": ratio(m_last["fld"], m_ref["fld"]),
                      "rule": f"Frechet distance at step {last} <= {FLD_GROWTH} x its value at step {ref}",
                      "passed": m_last["fld"] <= FLD_GROWTH * m_ref["fld"]},
-        "legible": {"value": m_last["recognisable"],
-                    "rule": f"gated recognisable at step {last} >= {MIN_VS_REAL} x real digits' "
-                            f"({real['recognisable']})",
-                    "passed": m_last["recognisable_vs_real"] >= MIN_VS_REAL},
     }
-    for pixels in ("ink", "white"):
-        share = ratio(m_last[pixels], real[f"test_{pixels}"])
-        checks[pixels] = {"value": share,
-                          "rule": f"{pixels} fraction at step {last} within {PIXEL_FACTOR}x of the test digits' "
-                                  f"({real[f'test_{pixels}']})",
-                          "passed": share is not None and 1 / PIXEL_FACTOR <= share <= PIXEL_FACTOR}
+    beyond = {"typical_vs_real": m_last["typical_vs_real"],
+              **{f"{pixels}_vs_test": ratio(m_last[pixels], real[f"test_{pixels}"]) for pixels in ("ink", "white")}}
     checks = {k: {**c, "passed": bool(c["passed"])} for k, c in checks.items()}
     failed = [k for k, c in checks.items() if not c["passed"]]
     word = "stays realistic" if not failed else "drifts or fails"
@@ -234,7 +233,7 @@ def verdict(per_step, real):
     summary = (f"{word} (step {ref} -> {last}): " + ("every check passed" if not failed else
                                                      "failed: " + ", ".join(failed)) + f". {numbers}")
     return {"reference_step": ref, "last_step": last, "verdict": word, "failed": failed, "checks": checks,
-            "summary": summary}
+            "beyond_the_claim": beyond, "summary": summary}
 
 
 def metric_view(judged):

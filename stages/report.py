@@ -6,20 +6,24 @@ Writes report/index.html (self-contained: every image is embedded as a data URI,
 file opens from disk anywhere) and report/index.md (its Markdown twin, whose images point
 at the PNG files by relative path), plus the figures this stage draws (report/fig_*.png).
 
-The first screen is the journey in pictures: one card per step (each experiment's last
-training grid, the long run's, each generated model's final grid) with its agreement word
-and a few key figures. The tables follow: a summary, the rules, then a section per step.
+Also writes metrics/headline.json: each step's verdict and the figures that decide it, the
+one metrics file DVC declares, so that `dvc exp show` and `dvc metrics show` print the journey.
+
+The first screen is the journey in pictures: one card per step (each experiment's generated
+samples at its last epoch, its training negatives beside them, each generated model's final
+grid) with its agreement word and a few key figures. The tables follow: a summary, the rules,
+how to read the figures (their controls), then a section per step.
 
 Reads params.yaml (scale, train, experiments, generate and, when present, long_run),
 metrics/{data,judge}.json, metrics/train/*.json, metrics/eval/*.json,
-metrics/generate/<model>.json, plots/train/*.csv, plots/negatives/*.csv, plots/samples/*/,
-plots/eval/* and plots/generate/<model>/*. A stage that has not run shows as "not run".
-The experiments are the keys of params.yaml `experiments` in their order; the generated
-models are the keys of `generate.chains`.
+metrics/generate/<model>.json, plots/train/*.csv, plots/negatives/*.csv, plots/generated/*.csv,
+plots/samples/*/, plots/eval/* and plots/generate/<model>/*. A stage that has not run shows as
+"not run". The experiments are the keys of params.yaml `experiments` in their order; the
+generated models are the keys of `generate.chains`.
 
 "Agrees with the original journey?" is computed from the figures by the rules in
-AGREEMENT_RULES; the original journey's (EBM-MNIST-Journey's) words quoted per step are its
-claims, not results.
+stages/verdicts.py, which also holds the original journey's (EBM-MNIST-Journey's) words quoted
+per step: its claims, not results. This file only renders.
 """
 import base64
 import html
@@ -38,119 +42,22 @@ import matplotlib.ticker  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from ebm.io import atomic_path, write_text  # noqa: E402
+from ebm.io import atomic_path, write_json, write_text  # noqa: E402
 from ebm.params import ParamsError, load_params, resolve_scale  # noqa: E402
 from ebm.stage import run_stage  # noqa: E402
+from verdicts import (AGREES, CLAIMS, DISAGREES, GENERATE, JOURNEY_SCALE, LONG_RUN, NOT_AT_SCALE,  # noqa: E402
+                      NOT_RUN, RULES, agreement, classes_named, headline)
 
 OUT = Path("report")
-LONG_RUN = "long_run"       # the training step after exp 5 (not in the original journey)
-GENERATE = "generation"     # the rule (and claim) for a generated model
-EXPECTED_ERROR = "element 0 of tensors does not require grad"
-PROTOCOL = "buffer"         # the eval protocol the rules read: the original journey's grids are training
-                            # negatives, i.e. chains kept in the replay buffer
-JOURNEY_SCALE = "seed"      # params.yaml `scale: seed` is the original journey's scale; below it, a
-                            # failure mode that does not show says "not reproduced at this scale"
-BLOB_INK = 2.5              # blobs: at most 2.5x the test digits' ink (uniform noise: 3.7x)
-FAILURE_MODES = {"loss_collapse", "blob_collapse", "mode_collapse"}   # may need the full scale to appear;
-                            # the bug (exp 1), the fixes (exp 5, long_run) and the generation must hold anywhere
+HEADLINE = "metrics/headline.json"
 
-AGREES, DISAGREES, NOT_AT_SCALE, NOT_RUN = "agrees", "disagrees", "not reproduced at this scale", "not run"
-
-CLAIMS = {   # (title, the original journey's account, quoted; a claim, not a result)
-    "initial_attempt": ("Experiment 1: initial attempt and the gradient error",
-                        "The MCMC sampling was performed inside a `torch.no_grad()` block, preventing the "
-                        "calculation of energy gradients needed for Langevin Dynamics. Result: `RuntimeError: "
-                        "element 0 of tensors does not require grad...`"),
-    "loss_collapse": ("Experiment 2: loss collapse (trivial minimum)",
-                      "A poorly scaled energy regularizer `(E_pos**2 + E_neg**2)` created a trivial mathematical "
-                      "minimum at `E_pos=-1, E_neg=1`. The model learned to output these constant values regardless "
-                      "of input. Result: Loss stuck at `-1.0`, and generated samples were pure noise."),
-    "blob_collapse": ("Experiment 3: blob collapse",
-                      "After scaling the regularizer, the model found the next-easiest solution: mapping fuzzy blobs "
-                      "to a low energy value (`-5`) and everything else to a high one (`+5`). The MCMC sampler was "
-                      "not strong enough to produce challenging negative samples. Result: Loss stuck at `-5.0`, and "
-                      "generated samples were fuzzy blobs."),
-    "mode_collapse": ("Experiment 4: mode collapse",
-                      "With a stronger MCMC sampler (`CD_K=60`) and a better regularizer (R1 penalty), the model "
-                      "began to learn real digits. However, the replay buffer created a feedback loop, causing the "
-                      "model to get \"stuck\" generating only one or two types of digits. Result: Generated samples "
-                      "showed low diversity (e.g., mostly '7's)."),
-    "final_training": ("Experiment 5: final successful training",
-                       "By increasing MCMC noise and the frequency of re-initializing chains from random noise, the "
-                       "mode collapse feedback loop was broken. Result: Stable training and diverse sample "
-                       "generation across all digit classes."),
-    # Not in the original journey: this entry's text is ours, and may be edited freely.
-    LONG_RUN: ("After experiment 5: the long run (not in the original journey)",
-               "This step is not in the original journey. It continues experiment 5's model and replay buffer at a "
-               "constant learning rate, with half of each batch's negatives drawn from a pool of long-lived chains that "
-               "run the generation's own sampler every iteration and restart from noise only rarely, so that "
-               "training sees every stage of a generation's path, from noise to as old as a generation's "
-               "chains (Hill, Nijkamp et al. 2022; Nijkamp et al. 2020). Its generation samples with a moving "
-               "average of the weights (Du et al. 2021). A 20,000-step chain should then stay diverse, "
-               "legible digits instead of drifting. The settings tried for it, on the CPU and on a GPU (where "
-               "three times the iterations made the digits more legible, and the larger learning rate that "
-               "made them legible brought the drift back), are in docs/experiments.md."),
-    GENERATE: ("Generation: a long chain of 20,000 steps",
-               "After successful training and a long MCMC chain for generation, the model is capable of producing "
-               "diverse and recognizable digits (`hq_samples_k20000.png`)."),
-}
-
-AGREEMENT_RULES = {   # step -> (agrees when, the figures it uses, why those figures)
-    "initial_attempt": (
-        f"training status is expected_error and its error contains \"{EXPECTED_ERROR}\"",
-        "metrics/train: status, error",
-        "the claim is an exception, not a number: the run must stop with exactly that error"),
-    "loss_collapse": (
-        "final loss within 0.05 of -1, E_pos within 0.25 of -1, E_neg within 0.25 of +1, and the training "
-        f"negatives are noise, not digits: {PROTOCOL} density < 0.1 and {PROTOCOL} recognisable < 0.05",
-        f"metrics/train: final loss, E_pos, E_neg; metrics/eval {PROTOCOL}: density, recognisable",
-        "the trivial minimum is loss -1 at E_pos = -1, E_neg = +1; \"pure noise\" means the negatives lie off "
-        "the digits' manifold (density) and the judge cannot read them (realism-gated recognisable)"),
-    "blob_collapse": (
-        f"final loss within 0.25 of -5, {PROTOCOL} recognisable < 0.05 (not digits), {PROTOCOL} saturated "
-        f"fraction <= the test digits' (fuzzy, not +-1 speckle) and {PROTOCOL} ink <= {BLOB_INK}x the test "
-        "digits' (shapes on a background, not noise)",
-        f"metrics/train: final loss; metrics/eval {PROTOCOL}: recognisable, saturated, ink, real.test_saturated, "
-        "real.test_ink",
-        "the next trivial minimum is loss -5; a blurred blob has fewer pixels at +-1 than a digit on its -1 "
-        "background, while speckle has more; uniform noise passes that test too (1% of its pixels at +-1), "
-        "but half its pixels are above 0, where digits have 13% and blobs somewhat more"),
-    "mode_collapse": (
-        "the training negatives' class entropy at least 0.15 below final_training's at the same iteration, or "
-        "their 3 largest classes hold at least two thirds of them while final_training's do not",
-        "plots/negatives/mode_collapse.csv and final_training.csv (the judge's class histogram of the latest "
-        "training negatives at each epoch's end): class_entropy, class_0 ... class_9",
-        "\"one or two types of digits\": a feedback loop narrows exp 4's buffer, and exp 5's settings break "
-        "it; both begin with narrow negatives and gain classes as the model learns digits, so the two are "
-        "compared at the same iteration, not exp 4's end against exp 5's"),
-    "final_training": (
-        f"status ok; {PROTOCOL} class entropy >= 0.9, all 10 classes covered (modes_covered 10, "
-        "min_class_coverage > 0) and recognisable_vs_real >= 0.7",
-        f"metrics/train: status; metrics/eval {PROTOCOL}: class_entropy, modes_covered, min_class_coverage, "
-        "recognisable_vs_real",
-        "\"diverse across all digit classes\": every class present and each covering some real digits; legible: "
-        "at least 70% of what real digits score on the gated recognisable"),
-    LONG_RUN: (
-        "status ok; its latest training negatives keep exp 5's claim: class entropy >= 0.9 and 10 classes covered",
-        "metrics/train/long_run.json: status; plots/negatives/long_run.csv, last epoch: class_entropy, "
-        "modes_covered",
-        "not a claim of the original journey: this step must not lose what exp 5 achieved; its purpose is "
-        "judged by its generation"),
-    GENERATE: (
-        "the generate stage's own verdict is \"stays realistic\": every check in metrics/generate/<model>.json "
-        "passed",
-        "metrics/generate/<model>.json: verdict.checks (diverse, coverage_kept, density_kept, fld_kept, legible, "
-        "ink, white)",
-        "\"diverse and recognizable digits\" after 20,000 steps: diverse and legible at the last step and no drift "
-        "since step 1,000. The original journey's claim is judged on the generation named last in "
-        "generate.chains; the others are shown beside it for comparison"),
-}
-
-EVAL_FIGURES = ["fld", "density", "coverage", "precision", "recall", "recognisable", "recognisable_vs_real",
-                "confident", "class_entropy", "modes_covered", "min_class_coverage", "confidence", "ink",
-                "saturated", "white", "energy"]
-SNAPSHOT_FIGURES = ["density", "coverage", "recognisable", "class_entropy", "modes_covered", "min_class_coverage",
-                    "fld", "ink", "saturated", "white", "energy_mean", "below_real_energy"]
+EVAL_FIGURES = ["recognisable", "recognised_entropy", "recognised_classes", "top2_share", "noise_share",
+                "blob_share", "energy", "fld", "density", "coverage", "precision", "recall", "typical",
+                "typical_vs_real", "class_entropy", "modes_covered", "min_class_coverage", "confidence", "ink",
+                "saturated", "white"]
+SNAPSHOT_FIGURES = ["recognisable", "recognised_entropy", "recognised_classes", "density", "coverage", "fld",
+                    "typical", "ink", "white", "energy_mean", "below_real_energy"]
+GENERATED_FIGURES = ["recognisable", "recognised_entropy", "top2_share", "noise_share", "blob_share", "energy"]
 TERMS = [("loss", "loss"), ("e_pos", "E_pos"), ("e_neg", "E_neg"), ("cd", "CD"), ("reg", "reg"), ("r1", "R1")]
 
 
@@ -239,7 +146,7 @@ class Run:
         """The training steps shown: the experiments, then the long run when it exists."""
         return self.experiments + ([LONG_RUN] if self.has_long_run and LONG_RUN not in self.experiments else [])
 
-    def quality(self, name, protocol=PROTOCOL):
+    def quality(self, name, protocol):
         """The figures of one eval protocol (fresh | buffer); None when missing or when there was no model."""
         block = (self.evals.get(name) or {}).get(protocol)
         return block if block and block.get("fld") is not None else None
@@ -252,168 +159,18 @@ class Run:
         frame = read_csv(f"plots/negatives/{name}.csv")
         return frame if frame is not None and len(frame) else None
 
-    def last_grid(self, name):
-        grids = sorted(Path(f"plots/samples/{name}").glob("samples_epoch_*.png"))
+    def generated(self, name):
+        """The generated samples' figures at every sample epoch (plots/generated/<name>.csv)."""
+        frame = read_csv(f"plots/generated/{name}.csv")
+        return frame if frame is not None and len(frame) else None
+
+    def last_grid(self, name, kind="samples"):
+        """The last grid of training negatives (kind "samples") or of generated samples ("generated")."""
+        grids = sorted(Path(f"plots/samples/{name}").glob(f"{kind}_epoch_*.png"))
         return grids[-1] if grids else None
 
     def final_model(self):
         return self.models[-1] if self.models else None
-
-
-# ---- agreement with the original journey ---------------------------------------------
-
-def within(value, target, tol):
-    return abs(value - target) <= tol
-
-
-class Verdict:
-    """One rule's outcome: the word, a short why with the actual figures, and the key figures for a card."""
-
-    def __init__(self, word, why, figures=(), short=None):
-        self.word, self.why, self.figures = word, why, list(figures)
-        self.short = short or why      # the why without the figures: for the summary's verdict column
-
-    def text(self):
-        return f"{self.word} ({self.why})" if self.word == NOT_RUN else f"{self.word}: {self.why}"
-
-
-class Checks:
-    """Conditions on figures: any that fails decides; any input missing (and none failing) is "not run"."""
-
-    def __init__(self):
-        self.parts, self.failed, self.missing = [], [], []
-
-    def need(self, label, value, ok, real=None, digits=3, shown=True):
-        if value is None:
-            self.missing.append(label)
-            return
-        if shown:
-            self.parts.append(f"{label} {fmt(value, digits)}" + (f" (real {fmt(real, digits)})" if real is not None
-                                                                   else ""))
-        if not ok(value):
-            self.failed.append(label)
-
-    def verdict(self, fail_word, missing_why):
-        why = "; ".join(self.parts)
-        if self.failed:
-            fails = "fails on " + ", ".join(self.failed)
-            return Verdict(fail_word, f"{why}; {fails}", self.parts, fails)
-        if self.missing:
-            return Verdict(NOT_RUN, f"{missing_why}: no {', '.join(self.missing)}", self.parts)
-        return Verdict(AGREES, why, self.parts)
-
-
-def fail_word(run, name):
-    return NOT_AT_SCALE if run.scale != JOURNEY_SCALE and name in FAILURE_MODES else DISAGREES
-
-
-def agreement(run, name):
-    """Verdict of one step (an experiment, LONG_RUN, or a generated model as (GENERATE, model))."""
-    if isinstance(name, tuple):
-        return generation_agreement(run, name[1])
-    train = run.trains.get(name)
-    if train is None:
-        return Verdict(NOT_RUN, f"metrics/train/{name}.json is missing")
-    status, error = train.get("status"), train.get("error") or ""
-    if name == "initial_attempt":
-        ok = status == "expected_error" and EXPECTED_ERROR in error
-        short = error.split(": ", 1)[-1]
-        return Verdict(AGREES if ok else fail_word(run, name), f"status {status}: {error or 'no error'}",
-                       [f"status {status}", (short[:45] + "...") if len(short) > 48 else short or "no error"])
-    if status != "ok":
-        return Verdict(fail_word(run, name), f"training status {status}" + (f": {error}" if error else ""),
-                       [f"status {status}"])
-    checks, buf, real = Checks(), run.quality(name) or {}, run.real(name)
-    loss, e_pos, e_neg = train.get("final_loss"), train.get("final_e_pos"), train.get("final_e_neg")
-    eval_why = f"metrics/eval/{name}.json"
-    if name == "loss_collapse":
-        checks.need("loss", loss, lambda v: within(v, -1, 0.05))
-        checks.need("E_pos", e_pos, lambda v: within(v, -1, 0.25))
-        checks.need("E_neg", e_neg, lambda v: within(v, 1, 0.25))
-        checks.need("density", buf.get("density"), lambda v: v < 0.1, real.get("density"))
-        checks.need("recognisable", buf.get("recognisable"), lambda v: v < 0.05, real.get("recognisable"))
-    elif name == "blob_collapse":
-        checks.need("loss", loss, lambda v: within(v, -5, 0.25))
-        checks.need("recognisable", buf.get("recognisable"), lambda v: v < 0.05, real.get("recognisable"))
-        limit, ink = real.get("test_saturated"), real.get("test_ink")
-        checks.need("saturated", buf.get("saturated") if limit is not None else None,
-                    lambda v: v <= limit, limit)
-        checks.need("ink", buf.get("ink") if ink is not None else None, lambda v: v <= BLOB_INK * ink, ink)
-    elif name == "mode_collapse":
-        return mode_collapse_agreement(run, real)
-    elif name == "final_training":
-        checks.need("class entropy", buf.get("class_entropy"), lambda v: v >= 0.9, real.get("class_entropy"))
-        checks.need("modes", buf.get("modes_covered"), lambda v: v >= 10, real.get("modes_covered"))
-        checks.need("min class coverage", buf.get("min_class_coverage"), lambda v: v > 0,
-                    real.get("min_class_coverage"))
-        checks.need("recognisable vs real", buf.get("recognisable_vs_real"), lambda v: v >= 0.7)
-    elif name == LONG_RUN:
-        negatives = run.negatives(name)
-        last = negatives.iloc[-1].to_dict() if negatives is not None else {}
-        real = (run.judge or {}).get("real") or {}
-        checks.need("class entropy", last.get("class_entropy"), lambda v: v >= 0.9, real.get("class_entropy"))
-        checks.need("modes", None if last.get("modes_covered") is None else int(last["modes_covered"]),
-                    lambda v: v >= 10, real.get("modes_covered"))
-        checks.need("coverage", last.get("coverage"), lambda v: True, real.get("coverage"))
-        checks.need("recognisable", last.get("recognisable"), lambda v: True, real.get("recognisable"))
-        eval_why = f"plots/negatives/{name}.csv"
-    else:   # an experiment the original journey does not describe: nothing to agree with
-        return Verdict(NOT_RUN, "no rule for this experiment", [f"status {status}", f"loss {fmt(loss, 3)}"])
-    return checks.verdict(fail_word(run, name), eval_why + " is missing")
-
-
-def top3_share(row):
-    """Share of the three largest classes in one row of plots/negatives/<name>.csv."""
-    shares = row[[f"class_{d}" for d in range(10)]].fillna(0).astype(float)
-    return float(shares.nlargest(3).sum() / shares.sum()) if shares.sum() > 0 else None
-
-
-def mode_collapse_agreement(run, real):
-    """Exp 4 against exp 5 at the same iteration: both start from the same narrow negatives and
-    gain classes as the model learns digits, so exp 4's figures alone (it trains for less time)
-    would show its youth, not a feedback loop narrowing its buffer."""
-    name = "mode_collapse"
-    own, ref = run.negatives(name), run.negatives("final_training")
-    if own is None or ref is None:
-        missing = f"plots/negatives/{name if own is None else 'final_training'}.csv"
-        return Verdict(NOT_RUN, f"{missing} is missing")
-    last = own.iloc[-1]
-    match = ref.iloc[int((ref["step"] - last["step"]).abs().argmin())]
-    entropy, ref_entropy = float(last["class_entropy"]), float(match["class_entropy"])
-    top3, ref_top3 = top3_share(last), top3_share(match)
-    parts = [f"class entropy {fmt(entropy, 3)} at iteration {int(last['step'])} (final_training at "
-             f"{int(match['step'])}: {fmt(ref_entropy, 3)}; real {fmt(real.get('class_entropy'), 3)})",
-             f"top-3 classes {fmt(top3, 3)} (final_training {fmt(ref_top3, 3)})",
-             f"modes {int(last['modes_covered'])}"]
-    narrow = entropy <= ref_entropy - 0.15
-    few = top3 is not None and ref_top3 is not None and top3 >= 2 / 3 > ref_top3
-    why = "; ".join(parts)
-    if narrow or few:
-        return Verdict(AGREES, why, parts)
-    return Verdict(fail_word(run, name), why + "; neither narrower nor fewer classes than exp 5 at that iteration",
-                   parts, "neither narrower nor fewer classes than exp 5 at that iteration")
-
-
-def generation_agreement(run, model):
-    gen = run.gens.get(model)
-    if gen is None:
-        return Verdict(NOT_RUN, f"metrics/generate/{model}.json is missing")
-    verdict = gen.get("verdict") or {}
-    checks = verdict.get("checks") or {}
-    snaps = gen.get("snapshots") or {}
-    ref, last = str(verdict.get("reference_step")), str(verdict.get("last_step"))
-    a, b, real = snaps.get(ref, {}), snaps.get(last, {}), gen.get("real") or {}
-    figures = [f"{label} {fmt(b.get(k), 3)} at step {fmt(verdict.get('last_step'))} vs {fmt(a.get(k), 3)} at "
-               f"{fmt(verdict.get('reference_step'))} (real {fmt(real.get(k), 3)})"
-               for k, label in (("class_entropy", "class entropy"), ("coverage", "coverage"),
-                                ("recognisable", "recognisable"))]
-    if not checks:
-        return Verdict(NOT_RUN, f"metrics/generate/{model}.json has no verdict checks", figures)
-    failed = [k for k, c in checks.items() if not c.get("passed")]
-    why = f"verdict \"{verdict.get('verdict')}\"; " + (f"failed: {', '.join(failed)}" if failed else
-                                                       "every check passed")
-    return Verdict(AGREES if not failed else fail_word(run, GENERATE), why, figures,
-                   f"failed: {', '.join(failed)}" if failed else None)
 
 
 # ---- one document, two renderings ----------------------------------------------------
@@ -469,13 +226,16 @@ class Doc:
 
     def cards(self, cards):
         """The first screen: cards side by side (a CSS grid) in HTML, one after another in Markdown.
-        Each card: dict(title, anchor, image (path or None), caption, verdict (Verdict), note)."""
+        Each card: dict(title, anchor, images: [(path, caption)], missing (text when no image),
+        verdict (Verdict), note); the first image is the card's picture, any other follows smaller."""
         out = ['<div class="cards">']
         for card in cards:
-            verdict = card["verdict"]
-            picture = (f'<img src="{data_uri(card["image"])}" alt="{html.escape(card["title"])}">'
-                       if card["image"] else f'<div class="noimg">{html.escape(card["caption"])}</div>')
-            caption = f'<p class="caption">{html.escape(card["caption"])}</p>' if card["image"] else ""
+            verdict, images = card["verdict"], card["images"]
+            picture = "".join(
+                f'<img class="{"main" if i == 0 else "side"}" src="{data_uri(path)}" alt="{html.escape(caption)}">'
+                f'<p class="caption">{html.escape(caption)}</p>' for i, (path, caption) in enumerate(images)) \
+                if images else f'<div class="noimg">{html.escape(card["missing"])}</div>'
+            caption = ""
             figures = "".join(f"<li>{html.escape(f)}</li>" for f in verdict.figures)
             why = "" if verdict.word == AGREES else verdict.short
             note = "".join(f'<p class="note">{html.escape(t)}</p>' for t in (why, card.get("note")) if t)
@@ -484,9 +244,11 @@ class Doc:
                        f'<p class="word {WORD_CLASS.get(verdict.word, "notrun")}">{html.escape(verdict.word)}</p>'
                        f"<ul>{figures}</ul>{note}</div>")
             self.md += [f"**{card['title']}**: {verdict.word}", ""]
-            if card["image"]:
-                self.md += [f"![{card['title']}]({md_link(card['image'])})", ""]
-            self.md += [f"*{card['caption']}*", ""] + [f"- {f}" for f in verdict.figures]
+            for path, text in images:
+                self.md += [f"![{text}]({md_link(path)}) *{text}*", ""]
+            if not images:
+                self.md += [f"*{card['missing']}*", ""]
+            self.md += [f"- {f}" for f in verdict.figures]
             self.md += ([""] if verdict.figures else []) + [f"{t}\n" for t in (why, card.get("note")) if t]
         out.append("</div>")
         self.html.append("".join(out))
@@ -502,7 +264,7 @@ class Doc:
                  ".card{flex:1 1 118px;min-width:118px;max-width:220px;box-sizing:border-box;border:1px solid #ccc;border-radius:6px;"
                  "padding:.4em;font-size:.74em;background:#fafafa;break-inside:avoid}"
                  ".card h3{font-size:1em;margin:0 0 .3em}.card h3 a{color:#222;text-decoration:none}"
-                 ".card img{width:100%;image-rendering:pixelated;display:block}"
+                 ".card img{width:100%;image-rendering:pixelated;display:block}.card img.side{width:60%}"
                  ".card .noimg{aspect-ratio:1;box-sizing:border-box;background:#ddd;color:#555;display:flex;align-items:center;"
                  "justify-content:center;text-align:center;padding:.3em}"
                  ".card .caption{color:#666;margin:.2em 0}.card ul{margin:.2em 0;padding-left:1.1em}"
@@ -552,6 +314,19 @@ def negatives_figure(name, frame, real):
     ax.legend(fontsize=7)
     fig.tight_layout()
     return save_figure(fig, f"{name}_negatives")
+
+
+def generated_figure(name, frame):
+    """The generated samples' figures at every sample epoch: what the verdicts read."""
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    for key, color in zip(GENERATED_FIGURES[:-1], ("C2", "C0", "C3", "C7", "C5")):
+        if key in frame and frame[key].notna().any():
+            ax.plot(frame["step"], frame[key], marker=".", color=color, label=key.replace("_", " "))
+    ax.set(xlabel="iteration", ylim=(-0.02, 1.02), title=f"{name}: generated samples per sample epoch")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, f"{name}_generated")
 
 
 def classes_figure(name, frame):
@@ -618,32 +393,38 @@ def step_list(run):
     return steps + [((GENERATE, m), f"{GENERATE} from {m}", gen_anchor(m)) for m in run.models]
 
 
+def epoch_of(grid):
+    return int(re.sub(r"\D", "", grid.stem)) if grid else None
+
+
 def journey_cards(doc, run):
     doc.heading(2, "The journey in pictures", anchor="pictures")
     cards = []
     for number, name in enumerate(run.steps(), 1):
         train = run.trains.get(name) or {}
-        grid = run.last_grid(name)
-        epoch = int(re.sub(r"\D", "", grid.stem)) if grid else None
+        generated, negatives = run.last_grid(name, "generated"), run.last_grid(name)
+        images = ([(generated, f"generated samples, epoch {epoch_of(generated)}")] if generated else []) + \
+                 ([(negatives, f"training negatives, epoch {epoch_of(negatives)}")] if negatives else [])
         title = f"{number}. {name}" if name in run.experiments else f"+ {name}"
-        caption = (f"training negatives, epoch {epoch}" if grid else
-                   f"no training grid (status {train.get('status', 'not run')})")
-        cards.append({"title": title, "anchor": name, "image": grid, "caption": caption,
+        cards.append({"title": title, "anchor": name, "images": images,
+                      "missing": f"no samples (status {train.get('status', 'not run')})",
                       "verdict": agreement(run, name)})
     final = run.final_model()
     for model in run.models:
         gen = run.gens.get(model) or {}
         grid = Path(f"plots/generate/{model}/hq_samples_k{gen.get('steps')}.png")
-        grid = grid if gen and grid.is_file() else None
         note = (f"the original journey's claim is judged here" if model == final
                 else f"for comparison; the claim is judged on {final}")
-        cards.append({"title": f"generation from {model}", "anchor": gen_anchor(model), "image": grid,
-                      "caption": f"{fmt(gen.get('steps'))} Langevin steps from noise" if grid else "no generation",
+        cards.append({"title": f"generation from {model}", "anchor": gen_anchor(model),
+                      "images": [(grid, f"{fmt(gen.get('steps'))} Langevin steps from noise")]
+                      if gen and grid.is_file() else [], "missing": "no generation",
                       "verdict": agreement(run, (GENERATE, model)), "note": note})
     doc.cards(cards)
-    doc.para("Each card: the step's last picture, whether it agrees with EBM-MNIST-Journey (rules under the summary), "
-             "and its key figures beside what real digits score (\"real\"). Training grids are the training "
-             "negatives, as in the original journey; generation grids are the final state of the long chains.")
+    doc.para("Each card: the step's generated samples at its last epoch (chains from noise under the model, as the "
+             "original journey's pictures are), the training negatives beside them, whether the step agrees with "
+             "EBM-MNIST-Journey (rules under the summary) and the figures that decided it. The verdicts read the "
+             "generated samples: in exp 3 the account's own numbers put the blobs at the low energy (-5) and the "
+             "negatives at the high one (+5), so its pictures cannot be the negatives.")
 
 
 def summary_section(doc, run):
@@ -658,18 +439,41 @@ def summary_section(doc, run):
             status = (run.trains.get(key) or {}).get("status", "not run")
         rows.append([label, status, "; ".join(verdict.figures) or "—",
                      verdict.word + ("" if verdict.word == AGREES else f" ({verdict.short})")])
-    doc.table(["step", "status", "key figures (real digits in brackets)", "agrees with the original journey?"],
+    doc.table(["step", "status", "deciding figures (real digits in brackets)", "agrees with the original journey?"],
               rows, table_id="summary")
     doc.para(f"Scale: {run.scale}. \"{NOT_AT_SCALE}\" replaces \"{DISAGREES}\" when a failure mode (exps 2-4) "
              f"does not show below the original journey's scale (params.yaml `scale: {JOURNEY_SCALE}`): fewer digits "
-             "and iterations may not reach it. The fixes and the generation must hold at any scale. Figures are the judge's (ebm.quality): density and coverage (Naeem et al. 2020), "
-             "recognisable = the judge is >= 0.9 sure and the sample's realism score is >= 1 (inside a real digit's k-NN ball, the wider half of the balls left out); class "
-             "entropy 1 = all classes equally; \"real\" = what as many real digits score.")
+             "and iterations may not reach it. The fixes and the generation must hold at any scale. The same "
+             "figures are in metrics/headline.json (`dvc metrics show`, `dvc exp show`).")
     doc.heading(3, "Rules of \"agrees with the original journey?\"", anchor="rules")
-    doc.table(["step", "agrees when", "figures it uses", "why"],
-              [[k, *v] for k, v in AGREEMENT_RULES.items() if k != LONG_RUN or run.has_long_run],
-              table_id="rules")
-    doc.para("A rule whose inputs are missing gives \"not run\" with the missing file.")
+    doc.table(["step", "agrees when", "samples and figures it reads", "why"],
+              [[k, *v] for k, v in RULES.items() if k != LONG_RUN or run.has_long_run], table_id="rules")
+    doc.para("A rule whose inputs are missing gives \"not run\" with the missing file. The rules and the claims "
+             "they quote are in stages/verdicts.py.")
+
+
+CONTROL_COLUMNS = ["recognisable", "typical", "top2_share", "noise_share", "blob_share", "density", "coverage"]
+
+
+def controls_section(doc, run):
+    doc.heading(2, "How to read the figures", anchor="how-to-read")
+    doc.para("Every figure a verdict reads was first run on control sets whose answer a person knows (ebm.controls; "
+             "tests/test_controls.py holds the answers). recognisable: the judge, a LeNet-5 with an eleventh class "
+             "for \"not a digit\", is at least 0.9 sure of one digit, i.e. a person would read it. typical: "
+             "recognisable and inside the k-NN ball of a real digit (Kynkaanniemi et al. 2019), which real digits "
+             "themselves pass only about half the time: it measures how typical of MNIST's strokes a sample is, and "
+             "no verdict reads it. top2_share: the two commonest classes' share of the recognisable samples "
+             "(collapse at 0.5). noise_share and blob_share: ebm.shapes, from the pixels alone. density and "
+             "coverage: Naeem et al. 2020, in the judge's features.")
+    controls = (run.judge or {}).get("controls")
+    if not controls:
+        doc.para("not run: metrics/judge.json has no controls.")
+        return
+    doc.table(["control", *CONTROL_COLUMNS, "known answers met"],
+              [[name, *[row.get(k) for k in CONTROL_COLUMNS], row.get("meets")] for name, row in controls.items()],
+              table_id="controls")
+    doc.para(f"{fmt((run.judge or {}).get('real', {}).get('n'))} images per control, drawn from the test split or "
+             "from generators of their own, never from what the judge trained on.")
 
 
 def training_block(doc, run, name, cfg_epochs):
@@ -699,9 +503,24 @@ def training_block(doc, run, name, cfg_epochs):
                  f"coverage {fmt(float(last['coverage']), 3)}, modes covered {int(last['modes_covered'])}; real "
                  f"digits (the judge's line, N = {fmt(real.get('n'))}): {fmt(real.get('class_entropy'), 3)}, "
                  f"{fmt(real.get('coverage'), 3)}, {fmt(real.get('modes_covered'))}.")
-    grid = run.last_grid(name)
-    if grid:
-        doc.image(grid, f"{name}: the last training sample grid")
+    generated = run.generated(name)
+    if generated is not None:
+        doc.heading(3, "Generated samples during training", anchor=f"{name}-generated")
+        doc.image(generated_figure(name, generated), f"{name}: the generated samples' figures per sample epoch")
+        doc.table(["iteration", "epoch", *GENERATED_FIGURES, "dominant classes"],
+                  [[int(r["step"]), int(r["epoch"]), *[r.get(k) for k in GENERATED_FIGURES],
+                    classes_named(r)] for r in generated.to_dict("records")])
+    if negatives is not None and "age_draws_mean" in negatives:
+        last = negatives.iloc[-1]
+        ages = (run.trains.get(name) or {}).get("buffer_age") or {}
+        doc.para(f"The replay buffer's chains at the end ({fmt((run.trains.get(name) or {}).get('buffer_capacity'))} "
+                 f"slots): drawn and continued {fmt(float(last['age_draws_mean']), 3)} times on average (90% at most "
+                 f"{fmt((ages.get('draws') or {}).get('q90'))}), {fmt(float(last['age_steps_mean']), 4)} Langevin "
+                 f"steps since noise (at most {fmt((ages.get('steps') or {}).get('max'))}).")
+    for kind, label in (("generated", "generated samples"), ("samples", "training negatives")):
+        grid = run.last_grid(name, kind)
+        if grid:
+            doc.image(grid, f"{name}: {label}, epoch {epoch_of(grid)}")
 
 
 def evaluation_block(doc, run, name):
@@ -736,7 +555,7 @@ def experiment_section(doc, run, index, name):
     if claim:
         doc.para(("" if name == LONG_RUN else "The original journey says: ") + claim, quote=True)
     doc.para(f"Agrees with the original journey? {agreement(run, name).text()}. "
-             f"Rule: {AGREEMENT_RULES.get(name, ('no rule',))[0]}.")
+             f"Rule: {RULES.get(name, ('no rule',))[0]}.")
 
     experiments = run.params["experiments"]
     if name == LONG_RUN:
@@ -773,7 +592,7 @@ def generation_section(doc, run, model):
         doc.para(f"For comparison: the original journey's claim is judged on the generation from {final}.")
     gen = run.gens.get(model)
     doc.para(f"Agrees with the original journey? {agreement(run, (GENERATE, model)).text()}. "
-             f"Rule: {AGREEMENT_RULES[GENERATE][0]}.")
+             f"Rule: {RULES[GENERATE][0]}.")
     if gen is None:
         doc.para(f"not run: metrics/generate/{model}.json is missing.")
         return
@@ -813,9 +632,9 @@ def generation_section(doc, run, model):
         doc.para(f"The real at ±1 row: as many real train digits with every pixel set to -1 or +1, the style "
                  f"of a cold chain whose gradient steps carry pixels to the ends of [-1, 1]. Shapes as real as the "
                  f"data's then score recognisable {fmt(binary.get('recognisable'), 3)} "
-                 f"({fmt(binary.get('recognisable_vs_real'), 2)} of real) and white {fmt(binary.get('white'), 3)} "
-                 f"({fmt(white / test_white if white is not None and test_white else None, 2)}x the test digits'): the "
-                 f"legible check judges shapes, the white check grey stroke edges.")
+                 f"(typical {fmt(binary.get('typical_vs_real'), 2)} of real) and white {fmt(binary.get('white'), 3)} "
+                 f"({fmt(white / test_white if white is not None and test_white else None, 2)}x the test digits'): "
+                 f"recognisable judges shapes, white grey stroke edges.")
     counts = read_csv(folder / "class_counts.csv")
     if counts is not None and len(counts):
         doc.heading(3, "The judge's classes over the steps", anchor=f"{gen_anchor(model)}-classes")
@@ -824,6 +643,11 @@ def generation_section(doc, run, model):
     doc.table(["check", "value", "rule", "passed"],
               [[k, c.get("value"), c.get("rule", "—"), c.get("passed")] for k, c in
                (verdict.get("checks") or {}).items()])
+    beyond = verdict.get("beyond_the_claim") or {}
+    if beyond:
+        doc.para("Beyond the claim, and in no check: " + "; ".join(f"{k} {fmt(v, 3)}" for k, v in beyond.items())
+                 + " (typical_vs_real: how MNIST-typical the strokes are, as a share of what real digits score; "
+                   "ink and white: against the test digits').")
 
 
 def stage_records(run):
@@ -871,12 +695,14 @@ def main():
              f"whether each agrees is computed by the rules listed under the summary.")
     journey_cards(doc, run)
     summary_section(doc, run)
+    controls_section(doc, run)
     for index, name in enumerate(run.steps()):
         experiment_section(doc, run, index, name)
     for model in run.models:
         generation_section(doc, run, model)
     provenance_section(doc, run)
     page, markdown = doc.render()
+    write_json(HEADLINE, headline(run, run.steps(), run.models))
     write_text(OUT / "index.html", page)
     write_text(OUT / "index.md", markdown)
     print(f"report: {OUT / 'index.html'} ({len(page) / 1e6:.1f} MB) and {OUT / 'index.md'}", file=sys.stderr)

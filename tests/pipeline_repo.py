@@ -20,11 +20,12 @@ ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "OMP_NUM_THREADS": "1", "GIT_AUTHO
 
 
 def tiny_params(params):
-    params["train"].update(train_subset=64, batch_size=16, sample_epochs=[1], log_every=1)
+    params["train"].update(train_subset=64, batch_size=16, sample_epochs=[1], log_every=1, generated_chains=12,
+                           generated_steps=5)
     for name in EXPERIMENTS:
         params["experiments"][name]["epochs"] = 1
     params["experiments"]["final_training"]["epochs"] = 2
-    params["judge"]["epochs"] = 1
+    params["judge"].update(epochs=1, non_digits=0.1)
     params["evaluate"].update(num_samples=48, fresh_steps=5, batch_size=48)
     params["generate"].update(steps=20, chains={"final_training": 16}, snapshots=[0, 10, 20], show_chains=4)
     params["long_run"].update(epochs=1, sample_epochs=[1])

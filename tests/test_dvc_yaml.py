@@ -63,6 +63,6 @@ def test_curves_overlay_every_experiment():
     curves = [props for plot in DVC_YAML["plots"] if isinstance(plot, dict)
               for props in plot.values() if isinstance(props.get("y"), dict)]
     folders = [next(iter(curve["y"])).rsplit("/", 1)[0] for curve in curves]
-    assert folders == ["plots/train"] * 7 + ["plots/negatives"] * 2
+    assert folders == ["plots/train"] * 7 + ["plots/negatives"] * 2 + ["plots/generated"] * 3
     for folder, curve in zip(folders, curves):
         assert list(curve["y"]) == [f"{folder}/{name}.csv" for name in EXPERIMENTS]

@@ -18,13 +18,26 @@ def repo(built, tmp_path_factory):
     return copy_of(built, tmp_path_factory.mktemp("pipeline") / "repo")
 
 
-def metrics_of(repo):
-    shown = json.loads(dvc("metrics", "show", "--json", cwd=repo).stdout)
+def metrics_of(repo, *targets):
+    shown = json.loads(dvc("metrics", "show", "--json", *targets, cwd=repo).stdout)
     return next(iter(shown.values()))["data"]
 
 
-def test_metrics_show_tells_each_experiment(repo):
+def test_metrics_show_prints_the_headline(repo):
+    """`dvc metrics show` (and so `dvc exp show`) prints the one declared file: each step's verdict."""
     data = metrics_of(repo)
+    assert list(data) == ["metrics/headline.json"]
+    headline = data["metrics/headline.json"]["data"]
+    steps = [*EXPERIMENTS, "long_run", "generation"]
+    assert list(headline) == [f"{number}_{name}" for number, name in enumerate(steps, 1)]
+    assert headline["1_initial_attempt"] == {"verdict": "agrees", "status": "expected_error"}
+    assert all(isinstance(step["verdict"], str) for step in headline.values())
+    assert headline["7_generation"]["model"] == "final_training"
+
+
+def test_metrics_show_tells_each_experiment(repo):
+    data = metrics_of(repo, "metrics/data.json", "metrics/judge.json", "metrics/train", "metrics/eval",
+                      "metrics/generate")
     train = {name: data[f"metrics/train/{name}.json"]["data"] for name in EXPERIMENTS}
     assert train["initial_attempt"]["status"] == "expected_error"
     assert "element 0 of tensors does not require grad" in train["initial_attempt"]["error"]

@@ -339,16 +339,23 @@ def test_queued_sweep_runs_in_parallel_workers(repo, tmp_path):
     baseline = next(rev for rev in shown if rev["rev"] != "workspace")
     experiments = {e["name"]: e["revs"][0]["data"] for e in baseline["experiments"] or []}
     assert set(experiments) == set(names), experiments.keys()
-    base_metrics = baseline["data"]["metrics"]
+    revs = {e["name"]: e["revs"][0]["rev"] for e in baseline["experiments"]}
+
+    def committed(rev, path):     # a detailed metrics file as the experiment's commit holds it
+        return json.loads(run(["git", "show", f"{rev}:{path}"], where).stdout)
+
+    base = baseline["rev"]
     for name, data in experiments.items():
         params = data["params"]["params.yaml"]["data"]
         assert params["experiments"]["final_training"]["sampler"]["noise_std"] == names[name]
-        metrics = data["metrics"]
-        train = metrics["metrics/train/final_training.json"]["data"]
+        headline = data["metrics"]["metrics/headline.json"]["data"]     # the one declared metrics file
+        assert headline["5_final_training"]["verdict"] and list(data["metrics"]) == ["metrics/headline.json"]
+        train = committed(revs[name], "metrics/train/final_training.json")
         assert train["status"] == "ok" and train["epochs_done"] == FINAL_EPOCHS
-        assert metrics["metrics/eval/final_training.json"]["data"]["status"] == "ok"
-        assert train["final_loss"] != base_metrics["metrics/train/final_training.json"]["data"]["final_loss"]
-        assert metrics["metrics/train/mode_collapse.json"] == base_metrics["metrics/train/mode_collapse.json"]
+        assert committed(revs[name], "metrics/eval/final_training.json")["status"] == "ok"
+        assert train["final_loss"] != committed(base, "metrics/train/final_training.json")["final_loss"]
+        assert committed(revs[name], "metrics/train/mode_collapse.json") == \
+            committed(base, "metrics/train/mode_collapse.json")
 
 
 # ---- data-parallel training under torchrun -----------------------------------------------
