@@ -2,8 +2,9 @@
 
 Completion follows IGEBM (Du & Mordatch 2019, sec. 4.3): the unknown pixels start as noise and
 Langevin dynamics runs on the whole image while the known pixels are held fixed, so the chain
-samples the hidden region given the visible one. Here the visible pixels are put back after
-every step (`clamped_langevin`), so they never change, whatever the sampler does in a step.
+samples the hidden region given the visible one. Here the sampler puts the visible pixels back
+after its noise and after its gradient step (`ebm.sampler.langevin(fixed=...)`), so they never
+change and its gradient always sees them as they are.
 Denoising runs a few low-noise Langevin steps from the noisy image: descent on E(x).
 
 Baselines, all non-generative: for completion the hidden region at the background (-1), the
@@ -13,7 +14,7 @@ pixels fill the hole); for denoising a 3x3 median filter. Images are (N, 1, 28, 
 import numpy as np
 import torch
 
-from ebm.sampler import Chain, langevin
+from ebm.sampler import langevin
 
 SIZE = 28
 INK_BOX = (4, 24)     # MNIST centres each digit's 20x20 box in the 28x28 frame: rows and columns 4..23
@@ -41,20 +42,11 @@ def hide(region, n, generator, square=12):
 
 # ---- completion ----------------------------------------------------------------------
 
-def clamped_langevin(energy, x, hidden, chain):
-    """Langevin on `x` with only the `hidden` pixels free: the visible ones are reset to their
-    values in `x` after every step, so they leave the chain exactly as they entered it."""
-    known, out = x.detach().clone(), x.detach().clone()
-    one_step = Chain(steps=1, step_size=chain.step_size, noise_std=chain.noise_std, grad_clamp=chain.grad_clamp)
-    for _ in range(chain.steps):
-        out = torch.where(hidden, langevin(energy, out, one_step), known)
-    return out
-
-
 def complete(energy, x, hidden, chain, generator):
-    """The EBM's completion: hidden pixels from U(-1, 1) (seeded), then `clamped_langevin`."""
+    """The EBM's completion: hidden pixels from U(-1, 1) (seeded), then Langevin with the visible
+    pixels held at their values."""
     start = torch.where(hidden, torch.rand(x.shape, generator=generator) * 2 - 1, x)
-    return clamped_langevin(energy, start, hidden, chain)
+    return langevin(energy, start, chain, fixed=~hidden)
 
 
 def fill_background(x, hidden):
