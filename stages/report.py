@@ -886,7 +886,7 @@ def abilities_section(doc):
         for k in sets:
             block = det[k]
             if "auroc" not in block:
-                rows.append([k, None, None, None, None, block.get("skipped", "skipped")])
+                rows.append([k, None, None, None, None, f"skipped: {block.get('skipped')}"])
                 continue
             a, f = block["auroc"], block["fpr95"]
             better = "energy" if a["energy"] > a["msp"] else "MSP" if a["msp"] > a["energy"] else "tie"

@@ -99,4 +99,4 @@ def test_fashion_mnist_from_a_local_idx_file(tmp_path):
     read, source = ood.fashion_mnist(cfg)
     assert np.array_equal(read, images) and source == cfg["path"]
     read, why = ood.fashion_mnist({**cfg, "path": None})
-    assert read is None and why.startswith("skipped")
+    assert read is None and why.startswith("no local copy")

@@ -68,7 +68,7 @@ def test_abilities_show_in_metrics_plots_and_report(repo):
         assert set(figures["completion"][region]["accuracy"]) == {"ebm", "background", "mean", "nearest"}
     assert set(figures["denoise"]["sigma_0.3"]["psnr"]) == {"noisy", "ebm", "median"}
     assert 0 <= figures["ood"]["uniform_noise"]["auroc"]["energy"] <= 1
-    assert figures["ood"]["fashion_mnist"]["skipped"].startswith("skipped")      # no copy, download off
+    assert figures["ood"]["fashion_mnist"]["skipped"].startswith("no local copy")   # download off at cpu
     shown = json.loads(dvc("plots", "show", "--json", cwd=repo).stdout)["data"]
     pictures = {key.rsplit("/", 1)[-1] for key in shown if "plots/abilities/final_training" in key}
     assert pictures == {"completion_lower_half.png", "completion_right_half.png", "completion_square.png",

@@ -91,7 +91,7 @@ def read_idx_images(path):
     n, rows, cols = (int.from_bytes(raw[i:i + 4], "big") for i in (4, 8, 12))
     if len(raw) != 16 + n * rows * cols:
         raise ValueError(f"{path}: {len(raw) - 16} bytes of pixels, {n} x {rows} x {cols} expected")
-    return np.frombuffer(raw, np.uint8, offset=16).reshape(n, rows, cols)
+    return np.frombuffer(raw, np.uint8, offset=16).reshape(n, rows, cols).copy()   # writable, for torch
 
 
 def fashion_mnist(cfg, root="data/fashion_mnist"):
@@ -101,7 +101,7 @@ def fashion_mnist(cfg, root="data/fashion_mnist"):
     if cfg["path"] is not None:
         return read_idx_images(cfg["path"]), cfg["path"]
     if not cfg["download"]:
-        return None, "skipped: no local copy (abilities.ood.fashion_mnist.path) and download off at this scale"
+        return None, "no local copy (abilities.ood.fashion_mnist.path) and download off at this scale"
     from torchvision.datasets import FashionMNIST
 
     test_only = type("FashionMNIST", (FashionMNIST,), {"resources": [r for r in FashionMNIST.resources
@@ -125,5 +125,5 @@ def fashion_mnist(cfg, root="data/fashion_mnist"):
     if "data" in result:
         return result["data"], f"torchvision ({root})"
     why = " ".join(str(result.get("error", "no answer in time")).split())[:200]
-    return None, f"skipped: torchvision could not download it ({why})"
+    return None, f"torchvision could not download it ({why})"
 
