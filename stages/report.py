@@ -650,6 +650,81 @@ def generation_section(doc, run, model):
                    "ink and white: against the test digits').")
 
 
+def abilities_section(doc):
+    """What the energy does besides sampling (stages/abilities.py), per model, each figure beside its
+    baseline, and in words where the energy loses to one. Reads params.yaml abilities.models and
+    metrics/abilities/<model>.json, plots/abilities/<model>/*.png."""
+    try:
+        models = load_params(sections=["abilities"])["abilities"]["models"]
+    except (ParamsError, KeyError):
+        models = sorted(p.stem for p in Path("metrics/abilities").glob("*.json"))
+    doc.heading(2, "Besides sampling: completion, denoising, out-of-distribution detection", anchor="abilities")
+    doc.para("What an energy gives that a sampler alone does not (IGEBM, Du & Mordatch 2019): completing a digit "
+             "with part of it hidden (the hidden pixels start as noise, the model's sampler runs with the visible "
+             "pixels clamped), denoising by a few Langevin steps, and telling digits from non-digits by E(x). "
+             "Each figure stands beside a plain baseline: for completion the hole at background, the train-mean "
+             "image and the nearest train digit by the visible pixels; for denoising a 3x3 median filter; for "
+             "OOD the judge's maximum softmax probability (MSP, Hendrycks & Gimpel 2017). Accuracy is the "
+             "judge's against the true labels; MSE is over the hidden pixels, on the [-1, 1] scale.")
+    for model in models:
+        record = read_json(f"metrics/abilities/{model}.json")
+        doc.heading(3, f"{model}", anchor=f"abilities-{model}")
+        if record is None:
+            doc.para(f"not run: metrics/abilities/{model}.json is missing.")
+            continue
+        folder, comp = Path("plots/abilities") / model, record.get("completion") or {}
+        regions = [k for k, v in comp.items() if isinstance(v, dict)]
+        ways = ("ebm", "background", "mean", "nearest")
+        doc.table(["region", *[f"accuracy {w}" for w in ways], *[f"MSE {w}" for w in ways]],
+                  [[r, *[comp[r]["accuracy"].get(w) for w in ways], *[comp[r]["mse"].get(w) for w in ways]]
+                   for r in regions])
+        loses = {b: [r for r in regions if comp[r]["accuracy"]["ebm"] < comp[r]["accuracy"][b]]
+                 for b in ("mean", "nearest")}
+        doc.para(f"Completion of {fmt(comp.get('digits'))} test digits, {fmt(comp.get('steps'))} Langevin steps "
+                 f"(the judge on the intact digits: {fmt(comp.get('judge_accuracy_original'), 3)}). "
+                 + " ".join(f"The energy's completions are less accurate than the {b} baseline's in "
+                            f"{len(lost)} of {len(regions)} regions ({', '.join(lost)})." if lost else
+                            f"The energy's completions are at least as accurate as the {b} baseline's in every region."
+                            for b, lost in loses.items()))
+        for region in regions:
+            if (folder / f"completion_{region}.png").is_file():
+                doc.image(folder / f"completion_{region}.png", f"{model}, completion of the {region.replace('_', ' ')} "
+                          "(rows: original, the hole in grey, the energy's completion, the nearest train digit's)")
+        den = record.get("denoise") or {}
+        sigmas = [k for k, v in den.items() if isinstance(v, dict)]
+        doc.table(["noise", "PSNR noisy", "PSNR energy", "PSNR median", "accuracy clean", "accuracy noisy",
+                   "accuracy energy", "accuracy median"],
+                  [[k.replace("_", " "), *[den[k]["psnr"].get(w) for w in ("noisy", "ebm", "median")],
+                    *[den[k]["accuracy"].get(w) for w in ("clean", "noisy", "ebm", "median")]] for k in sigmas])
+        worse = [k.replace("_", " ") for k in sigmas if den[k]["psnr"]["ebm"] < den[k]["psnr"]["median"]]
+        doc.para(f"Denoising of {fmt(den.get('digits'))} test digits by {fmt(den.get('steps'))} Langevin steps "
+                 "(PSNR in dB, peak-to-peak 2). "
+                 + (f"The energy's PSNR is below the 3x3 median's at {', '.join(worse)}." if worse else
+                    "The energy's PSNR is above the 3x3 median's at every noise level."))
+        if (folder / "denoise.png").is_file():
+            doc.image(folder / "denoise.png", f"{model}, denoising (rows: clean, then per noise level: noisy, "
+                      "the energy's, the median filter's)")
+        det = record.get("ood") or {}
+        sets = [k for k, v in det.items() if isinstance(v, dict)]
+        rows, lost = [], []
+        for k in sets:
+            block = det[k]
+            if "auroc" not in block:
+                rows.append([k, None, None, None, None, f"skipped: {block.get('skipped')}"])
+                continue
+            a, f = block["auroc"], block["fpr95"]
+            better = "energy" if a["energy"] > a["msp"] else "MSP" if a["msp"] > a["energy"] else "tie"
+            lost += [k] if better == "MSP" else []
+            rows.append([k, a["energy"], a["msp"], f["energy"], f["msp"], better])
+        doc.table(["set", "AUROC energy", "AUROC MSP", "FPR95 energy", "FPR95 MSP", "higher AUROC"], rows)
+        doc.para(f"{fmt(det.get('digits'))} test digits against each set (low energy = a digit; the test digits' "
+                 f"mean energy {fmt(det.get('digits_energy_mean'), 3)}). "
+                 + (f"The energy loses to the judge's max softmax on {', '.join(lost)}." if lost else
+                    "The energy beats the judge's max softmax on every set."))
+        if (folder / "energy_hist.png").is_file():
+            doc.image(folder / "energy_hist.png", f"{model}: energy of the test digits against each set")
+
+
 def stage_records(run):
     """(stage, metrics) for every metrics file there is: data, judge, train, evaluate, generate."""
     order = {n: i for i, n in enumerate(run.steps() + run.models)}
@@ -700,6 +775,7 @@ def main():
         experiment_section(doc, run, index, name)
     for model in run.models:
         generation_section(doc, run, model)
+    abilities_section(doc)
     provenance_section(doc, run)
     page, markdown = doc.render()
     write_json(HEADLINE, headline(run, run.steps(), run.models))

@@ -1,7 +1,7 @@
 """Build a throwaway copy of the project as its own git + DVC repo, at a tiny scale.
 
 The tiny scale keeps every stage to seconds: 64 training digits, batches of 16, one or
-two epochs, a 20-step generation (tiny_params). The end-to-end tests share one run of it
+two epochs, a 20-step generation, 12 digits completed (tiny_params). The end-to-end tests share one run of it
 with 128 digits and three epochs of final_training (small_params, built_repo). Either is
 applied to the copy's params.yaml only.
 """
@@ -30,6 +30,10 @@ def tiny_params(params):
     params["generate"].update(steps=20, chains={"final_training": 16}, snapshots=[0, 10, 20], show_chains=4)
     params["long_run"].update(epochs=1, sample_epochs=[1])
     params["long_run"]["pool"].update(chains=16, steps=5)
+    params["abilities"].update(models=["final_training"])      # one model: the stage's cost, once
+    params["abilities"]["completion"].update(digits=12, steps=3)
+    params["abilities"]["denoise"].update(digits=12, steps=2)
+    params["abilities"]["ood"].update(digits=40, per_set=20)
     return params
 
 

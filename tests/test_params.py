@@ -116,6 +116,16 @@ BAD = [
      ["missing key long_run.ema_decay"]),
     ("per-scale chains miss a scale", lambda p: p["generate"]["chains"].update(final_training={"cpu": 64}),
      ["generate.chains.final_training = {'cpu': 64}", "or a mapping of each scale (cpu, seed) to one"]),
+    ("unknown completion region", lambda p: p["abilities"]["completion"].update(regions=["lower_half", "top_half"]),
+     ["abilities.completion.regions = ['lower_half', 'top_half']",
+      "must be a list of lower_half | right_half | square"]),
+    ("Fashion-MNIST copy that does not exist", lambda p: p["abilities"]["ood"]["fashion_mnist"].update(
+        path="/nonexistent/t10k-images-idx3-ubyte.gz"),
+     ["abilities.ood.fashion_mnist.path = '/nonexistent/t10k-images-idx3-ubyte.gz': no such file"]),
+    ("abilities of a model that is no experiment", lambda p: p["abilities"].update(models=["long_run", "sixth_try"]),
+     ["abilities.models = ['long_run', 'sixth_try']: 'sixth_try' is no trained model"]),
+    ("denoising noise of zero", lambda p: p["abilities"]["denoise"].update(sigmas=[0.3, 0]),
+     ["abilities.denoise.sigmas = [0.3, 0]", "must be a non-empty list of numbers in (0.0, inf)"]),
     # sizes that cannot fit in memory: n images of 28x28 float32
     ("buffer beyond memory", lambda p: p["train"]["buffer"].update(capacity=10**12, initial_fill=1),
      ["train.buffer.capacity = 1000000000000: 1000000000000 images of 28x28 float32 take 2.8 PiB, "

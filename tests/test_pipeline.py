@@ -75,6 +75,22 @@ def test_plots_show_overlays_the_experiments(repo):
     assert any("plots/samples/final_training" in key for key in images)
 
 
+def test_abilities_show_in_metrics_plots_and_report(repo):
+    figures = metrics_of(repo)["metrics/abilities/final_training.json"]["data"]
+    for region in ("lower_half", "right_half", "square"):
+        assert set(figures["completion"][region]["accuracy"]) == {"ebm", "background", "mean", "nearest"}
+    assert set(figures["denoise"]["sigma_0.3"]["psnr"]) == {"noisy", "ebm", "median"}
+    assert 0 <= figures["ood"]["uniform_noise"]["auroc"]["energy"] <= 1
+    assert figures["ood"]["fashion_mnist"]["skipped"].startswith("no local copy")   # download off at cpu
+    shown = json.loads(dvc("plots", "show", "--json", cwd=repo).stdout)["data"]
+    pictures = {key.rsplit("/", 1)[-1] for key in shown if "plots/abilities/final_training" in key}
+    assert pictures == {"completion_lower_half.png", "completion_right_half.png", "completion_square.png",
+                        "denoise.png", "energy_hist.png"}
+    report = (repo / "report/index.md").read_text()
+    assert "../plots/abilities/final_training/energy_hist.png" in report
+    assert "The energy loses to the judge's max softmax" in report or "The energy beats the judge's" in report
+
+
 def test_changing_one_experiment_reruns_only_it(repo):
     edit_params(repo, lambda p: p["experiments"]["mode_collapse"]["loss"].update(r1_weight=0.2))
     diff = json.loads(dvc("params", "diff", "--json", cwd=repo).stdout)

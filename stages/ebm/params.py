@@ -58,10 +58,11 @@ class Field:
 
     def describe(self):
         if self.choices:
-            return "one of " + " | ".join(map(str, self.choices))
+            return ("a list of " if self.kind == "names" else "one of ") + " | ".join(map(str, self.choices))
         what = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
                 "ints": "a list of integers", "counts": "a mapping of names to integers",
-                "switch": "true, false or auto"}[self.kind]
+                "switch": "true, false or auto", "names": "a non-empty list of names",
+                "numbers": "a non-empty list of numbers"}[self.kind]
         if self.lo is not None or self.hi is not None:
             left = "(" if self.lo_open else "["
             what += f" in {left}{self.lo if self.lo is not None else '-inf'}, " \
@@ -92,10 +93,15 @@ class Field:
             "ints": isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
             "counts": isinstance(value, dict) and value and all(isinstance(v, int) and not isinstance(v, bool)
                                                                 for v in value.values()),
+            "names": isinstance(value, list) and value and all(isinstance(v, str) for v in value),
+            "numbers": isinstance(value, list) and value and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value),
         }[self.kind]
-        if not ok_type or (self.choices and value not in self.choices):
+        chosen = value if self.kind == "names" and isinstance(value, list) else [value]
+        if not ok_type or (self.choices and any(v not in self.choices for v in chosen)):
             raise ParamsError(f"params.yaml: {path} = {value!r}: must be {self.describe()}")
-        numbers = value if self.kind == "ints" else list(value.values()) if self.kind == "counts" else [value]
+        numbers = (value if self.kind in ("ints", "numbers", "names") else
+                   list(value.values()) if self.kind == "counts" else [value])
         for v in numbers:
             if isinstance(v, str):
                 continue
@@ -210,6 +216,37 @@ GENERATE = {
     "show_chains": positive_int(),
 }
 
+# What an energy does besides sampling (stages/abilities.py): completion, denoising, OOD detection.
+REGIONS = ("lower_half", "right_half", "square")     # ebm.restore.hide's regions
+ABILITIES = {
+    "seed": Field(int, lo=0),
+    "models": Field("names"),                       # trained models (experiments or long_run), a stage each
+    "completion": {
+        "digits": image_count(),
+        "regions": Field("names", choices=REGIONS),
+        "square": Field(int, lo=1, hi=20),          # side of the random square; it lies in the central 20x20
+        "steps": positive_int(),
+    },
+    "denoise": {
+        "digits": image_count(),
+        "sigmas": Field("numbers", lo=0.0, lo_open=True),
+        "steps": positive_int(),
+        "step_size": positive(),
+        "noise_std": non_negative(),
+        "grad_clamp": positive(),
+    },
+    "ood": {
+        "digits": image_count(),
+        "per_set": image_count(),
+        "fashion_mnist": {
+            "path": Field(str, optional=True),      # a local t10k-images-idx3-ubyte[.gz]; checked to exist
+            "download": Field(bool),
+            "download_timeout_s": positive(),
+        },
+    },
+}
+
+
 # Beyond the original journey: one experiment's model continued against long-lived chains.
 # Its own keys, plus any TRAIN key it changes from the experiment it continues.
 POOL = {
@@ -235,6 +272,7 @@ SCHEMA = {
     "evaluate": EVALUATE,
     "generate": GENERATE,
     "long_run": "long_run",         # LONG_RUN + a partial TRAIN
+    "abilities": ABILITIES,
 }
 
 
@@ -266,7 +304,13 @@ def _cuda_graph(cfg, at):
                 f"(or set cuda_graph: false)")
 
 
-RULES = {"train": [_initial_fill, _cuda_graph], "generate": [_snapshots, _show_chains]}
+def _fashion_path(cfg, at):
+    path = cfg["ood"]["fashion_mnist"]["path"]
+    if path is not None and not Path(path).is_file():
+        return f"{at}ood.fashion_mnist.path = {path!r}: no such file (a Fashion-MNIST t10k-images-idx3-ubyte[.gz])"
+
+
+RULES = {"train": [_initial_fill, _cuda_graph], "generate": [_snapshots, _show_chains], "abilities": [_fashion_path]}
 
 
 def check_rules(section, cfg, at):
@@ -362,6 +406,10 @@ def _validate_sections(raw, scale, sections):
     if models:
         raise ParamsError(f"params.yaml: generate.chains.{sorted(models)[0]}: no such trained model "
                           f"(experiments and long_run: {', '.join(trained)})")
+    unknown = [m for m in params["abilities"]["models"] if m not in trained] if "abilities" in params else []
+    if unknown:
+        raise ParamsError(f"params.yaml: abilities.models = {params['abilities']['models']!r}: {unknown[0]!r} is no "
+                          f"trained model (experiments and long_run: {', '.join(trained)})")
     return params
 
 

@@ -38,7 +38,7 @@ class Chain:
         return cls(**{**{k: cfg[k] for k in ("steps", "step_size", "noise_std", "grad_clamp")}, **changes})
 
 
-def langevin(energy, x, chain, *, no_grad_bug=False, threads=None, grad_fn=None):
+def langevin(energy, x, chain, *, no_grad_bug=False, threads=None, grad_fn=None, fixed=None):
     """Run `chain.steps` Langevin steps from `x` (left unchanged); return the detached samples.
 
     no_grad_bug: reproduce experiment 1 of the original journey, which sampled inside
@@ -48,8 +48,13 @@ def langevin(energy, x, chain, *, no_grad_bug=False, threads=None, grad_fn=None)
     threads: CPU slices computed in parallel (default: one per core; 1 = plain).
     grad_fn: x -> dE/dx to use instead of the plain autograd one (see fast_input_grad);
     ignored with no_grad_bug, whose error only the plain path raises.
+    fixed: a bool mask like x, True where a pixel is held at its value in `x` (conditional
+    sampling, e.g. completing a digit from its visible part, IGEBM's inpainting). Those pixels
+    are put back after the noise and after the gradient step, so the gradient always sees them
+    as they are and they leave the chain exactly as they entered it.
     """
     x = x.detach().clone()
+    known = x.clone() if fixed is not None else None
     grad_enabled = not no_grad_bug
     if grad_fn is None or no_grad_bug:
         grad_fn = lambda part: input_grad(energy, part, grad_enabled)  # noqa: E731
@@ -71,11 +76,15 @@ def langevin(energy, x, chain, *, no_grad_bug=False, threads=None, grad_fn=None)
         for _ in range(chain.steps):
             if noise_std > 0:
                 x.add_(noise.normal_(0.0, noise_std)).clamp_(-1.0, 1.0)
+                if fixed is not None:
+                    x.copy_(torch.where(fixed, known, x))
             if pool is None:
                 grad = grad_fn(x)
             else:
                 list(pool.map(slice_grad, bounds))   # list(): wait for every slice, re-raise its error
             x.sub_(grad.clamp_(-grad_clamp, grad_clamp), alpha=step_size).clamp_(-1.0, 1.0)
+            if fixed is not None:
+                x.copy_(torch.where(fixed, known, x))
     return x
 
 
