@@ -117,7 +117,7 @@ class Run:
     """Everything the report reads, in one place."""
 
     def __init__(self):
-        self.params = load_params(sections=["train", "experiments", "generate"])
+        self.params = load_params(sections=["train", "experiments", "generate", "abilities"])
         self.scale = self.params["scale"]
         self.experiments = list(self.params["experiments"])          # YAML order
         self.models = list(self.params["generate"]["chains"])        # generated models, in order
@@ -650,6 +650,22 @@ def generation_section(doc, run, model):
                    "ink and white: against the test digits').")
 
 
+def abilities_headline(models):
+    """The headline's line for the last model's abilities: the energy's OOD AUROC on the far and the
+    near sets, and completion of the lower half beside the mean-image and nearest-digit baselines."""
+    model = models[-1] if models else None
+    record = read_json(f"metrics/abilities/{model}.json") if model else None
+    if not record:
+        return {}
+    ood, lower = record.get("ood") or {}, (record.get("completion") or {}).get("lower_half") or {}
+    auroc = {f"auroc_{k}": (ood.get(k) or {}).get("auroc", {}).get("energy")
+             for k in ("uniform_noise", "inverted", "sklearn_digits")}
+    accuracy = lower.get("accuracy") or {}
+    line = {"model": model, **auroc, "lower_half_acc": accuracy.get("ebm"), "lower_half_acc_mean": accuracy.get("mean"),
+            "lower_half_acc_nearest": accuracy.get("nearest")}
+    return {k: v for k, v in line.items() if v is not None}
+
+
 def abilities_section(doc):
     """What the energy does besides sampling (stages/abilities.py), per model, each figure beside its
     baseline, and in words where the energy loses to one. Reads params.yaml abilities.models and
@@ -778,7 +794,11 @@ def main():
     abilities_section(doc)
     provenance_section(doc, run)
     page, markdown = doc.render()
-    write_json(HEADLINE, headline(run, run.steps(), run.models))
+    line = headline(run, run.steps(), run.models)
+    abilities = abilities_headline(run.params.get("abilities", {}).get("models") or [])
+    if abilities:
+        line[f"{len(line) + 1}_abilities"] = abilities
+    write_json(HEADLINE, line)
     write_text(OUT / "index.html", page)
     write_text(OUT / "index.md", markdown)
     print(f"report: {OUT / 'index.html'} ({len(page) / 1e6:.1f} MB) and {OUT / 'index.md'}", file=sys.stderr)
