@@ -47,6 +47,7 @@ from ebm.params import ParamsError, load_params, resolve_scale  # noqa: E402
 from ebm.stage import run_stage  # noqa: E402
 from verdicts import (AGREES, CLAIMS, DISAGREES, GENERATE, JOURNEY_SCALE, LONG_RUN, NOT_AT_SCALE,  # noqa: E402
                       NOT_RUN, RULES, agreement, classes_named, headline)
+from verdicts import fmt as verdicts_fmt  # noqa: E402
 
 OUT = Path("report")
 HEADLINE = "metrics/headline.json"
@@ -78,15 +79,7 @@ def read_csv(path):
 
 
 def fmt(value, digits=4):
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int):
-        return f"{value:,}" if abs(value) >= 10_000 else str(value)
-    if isinstance(value, float):
-        return "nan" if value != value else f"{value + 0.0:.{digits}g}"   # + 0.0: no "-0"
-    return str(value)
+    return verdicts_fmt(value, digits)
 
 
 def flatten(tree, prefix=""):

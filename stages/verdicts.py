@@ -37,11 +37,13 @@ EXPECTED_ERROR = "element 0 of tensors does not require grad"
 
 # Thresholds, each from a claim's words and the controls (ebm.controls.EXPECTED):
 NOISE = 0.9                 # "pure noise": at least 90% of the generated samples are noise (ebm.shapes)
-BLOBS = 0.5                 # "were fuzzy blobs": most generated samples are blobs (ebm.shapes)
+BLOBS = 0.5                 # "were fuzzy blobs": most generated samples are blobs (ebm.shapes) ...
+NOT_NOISE = 0.5             # ... and most are not noise
 NOT_READ = 0.05             # "not digits": the judge reads at most 5% (noise, speckle, blobs score <= 0.05)
-DIGIT_LIKE = 0.5            # "began to learn real digits": the judge reads most generated samples
-COLLAPSED = 0.5             # "only one or two types of digits": the two commonest classes hold at least half
-                            # of the read samples (one- and two-class sets: 1.0; real digits: 0.22)
+DIGIT_LIKE = 0.5            # "began to learn real digits", "sample generation": the judge reads most samples
+COLLAPSED = 0.75            # "only one or two types of digits": the two commonest classes hold three quarters
+                            # of the read samples (one- and two-class sets: 1.0; three equal classes 0.67;
+                            # real digits 0.21)
 DIVERSE_ENTROPY = 0.9       # "diverse ... across all digit classes": class entropy of the read samples >= 0.9
 ALL_CLASSES = 10            # ... and every class holds at least 2% of them (real digits: 1.0 and 10)
 
@@ -95,7 +97,7 @@ RULES = {   # step -> (agrees when, the samples and figures it reads, why those)
     "blob_collapse": (
         f"final loss within 0.25 of -5; the generated samples' energy nearer E_pos than E_neg while the training "
         f"negatives' is nearer E_neg; the generated samples are blobs: blob share >= {BLOBS}, recognisable <= "
-        f"{NOT_READ}, noise share < {BLOBS}",
+        f"{NOT_READ}, noise share < {NOT_NOISE}",
         "metrics/train: final loss, E_pos, E_neg; metrics/eval: fresh (generated) and buffer (negatives) energy, "
         "fresh blob_share, recognisable, noise_share",
         "\"fuzzy blobs to a low energy value (-5) and everything else to a high one (+5)\": the blobs are what a "
@@ -110,16 +112,18 @@ RULES = {   # step -> (agrees when, the samples and figures it reads, why those)
         "that exp 5's settings break: both models learn digits over the same iterations, so exp 4 is compared "
         "with exp 5 at the same iteration, not with exp 5's end"),
     "final_training": (
-        f"status ok (stable); the generated samples are diverse across all digit classes: class entropy of the "
-        f"read samples >= {DIVERSE_ENTROPY} and all {ALL_CLASSES} classes read (each >= 2% of them)",
-        "metrics/train: status; generated samples (metrics/eval fresh): recognised_entropy, recognised_classes",
+        f"status ok (stable); the generated samples are digits (recognisable >= {DIGIT_LIKE}), diverse across all "
+        f"digit classes: class entropy of the read samples >= {DIVERSE_ENTROPY} and all {ALL_CLASSES} classes read "
+        "(each >= 2% of them)",
+        "metrics/train: status; generated samples (metrics/eval fresh): recognisable, recognised_entropy, "
+        "recognised_classes",
         "\"stable training and diverse sample generation across all digit classes\": every class present and "
         "recognisable. How MNIST-typical the strokes are is not claimed: it is a figure of its own (typical)"),
     LONG_RUN: (
-        f"status ok; its generated samples keep exp 5's claim: class entropy of the read samples >= "
-        f"{DIVERSE_ENTROPY} and all {ALL_CLASSES} classes read",
-        "metrics/train/long_run.json: status; plots/generated/long_run.csv, last epoch: recognised_entropy, "
-        "recognised_classes",
+        f"status ok; its generated samples keep exp 5's claim: recognisable >= {DIGIT_LIKE}, class entropy of the "
+        f"read samples >= {DIVERSE_ENTROPY} and all {ALL_CLASSES} classes read",
+        "metrics/train/long_run.json: status; plots/generated/long_run.csv, last epoch (64 chains): recognisable, "
+        "recognised_entropy, recognised_classes",
         "not a claim of the original journey: this step must not lose what exp 5 achieved; its purpose is "
         "judged by its generation"),
     GENERATE: (
@@ -136,6 +140,7 @@ RULES = {   # step -> (agrees when, the samples and figures it reads, why those)
 
 
 def fmt(value, digits=3):
+    """A figure for a table or a sentence: `digits` significant digits, no "-0", "—" for None."""
     if value is None:
         return "—"
     if isinstance(value, bool):
@@ -253,7 +258,7 @@ def agreement(run, name):
         checks.need("generated blobs", fresh.get("blob_share"), lambda v: v >= BLOBS, key="blobs")
         checks.need("recognisable", fresh.get("recognisable"), lambda v: v <= NOT_READ, real.get("recognisable"),
                     key="recognisable")
-        checks.need("noise", fresh.get("noise_share"), lambda v: v < BLOBS)
+        checks.need("noise", fresh.get("noise_share"), lambda v: v < NOT_NOISE)
     elif name in ("final_training", LONG_RUN):
         if name == LONG_RUN:
             frame = run.generated(name)
@@ -264,7 +269,7 @@ def agreement(run, name):
         classes = fresh.get("recognised_classes")
         checks.need("classes read", None if classes is None else int(classes), lambda v: v >= ALL_CLASSES,
                     real.get("recognised_classes"), key="classes")
-        checks.need("recognisable", fresh.get("recognisable"), lambda v: True, real.get("recognisable"),
+        checks.need("recognisable", fresh.get("recognisable"), lambda v: v >= DIGIT_LIKE, real.get("recognisable"),
                     key="recognisable")
     else:   # an experiment the original journey does not describe: nothing to agree with
         return Verdict(NOT_RUN, "no rule for this experiment", [f"status {status}", f"loss {fmt(loss)}"])
@@ -281,7 +286,11 @@ def mode_collapse_agreement(run):
         missing = f"plots/generated/{name if own is None or not len(own) else 'final_training'}.csv"
         return Verdict(NOT_RUN, f"{missing} is missing")
     last = own.iloc[-1].to_dict()
-    match = ref.iloc[int((ref["step"] - last["step"]).abs().argmin())].to_dict()
+    same = ref[ref["step"] == last["step"]]
+    if not len(same):
+        return Verdict(NOT_RUN, f"plots/generated/final_training.csv has no row at iteration {int(last['step'])}, "
+                                "exp 4's last: add its epoch to final_training's sample_epochs")
+    match = same.iloc[0].to_dict()
     checks = Checks()
     checks.need(f"recognisable at iteration {int(last['step'])}", last.get("recognisable"),
                 lambda v: v >= DIGIT_LIKE, key="recognisable")
@@ -292,7 +301,7 @@ def mode_collapse_agreement(run):
     checks.parts.append(f"read classes' entropy {fmt(last.get('recognised_entropy'))} "
                         f"(exp 5 {fmt(match.get('recognised_entropy'))})")
     checks.headline.update(entropy=last.get("recognised_entropy"), entropy_exp5=match.get("recognised_entropy"))
-    return checks.verdict(fail_word(run.scale, name), f"plots/generated/{name}.csv")
+    return checks.verdict(fail_word(run.scale, name), f"plots/generated/{name}.csv or final_training.csv")
 
 
 def generation_agreement(run, model):

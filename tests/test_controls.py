@@ -84,11 +84,21 @@ def test_a_filled_disc_is_a_blob_and_a_stroke_of_any_width_is_not():
     disc = torch.where((yy - 14) ** 2 + (xx - 14) ** 2 < 49, 1.0, -1.0)[None, None]
     bar = -torch.ones(1, 1, 28, 28)
     bar[..., 2:26, 11:17] = 1.0                  # a thick "1": 24 x 6 pixels
-    compact, depth = compactness(torch.cat([disc, bar]))
-    assert compact[0] > 0.85 and depth[0] >= 6
+    compact, depth, area = compactness(torch.cat([disc, bar]))
+    assert compact[0] > 0.85 and depth[0] >= 6 and 0.15 < area[0] < 0.2     # 145 of 784 pixels
     assert compact[1] < 0.6
     assert is_blob(disc).all() and not is_blob(bar).any()
     assert not is_blob(-torch.ones(1, 1, 28, 28)).any()     # no ink, no blob
+
+
+def test_a_white_page_or_half_page_is_not_a_blob_and_a_disc_at_the_edge_still_is():
+    white, half = torch.ones(1, 1, 28, 28), -torch.ones(1, 1, 28, 28)
+    half[..., :, :14] = 1.0
+    assert compactness(white)[1][0] == 14                   # the frame counts as background
+    assert not is_blob(white).any() and not is_blob(half).any()
+    yy, xx = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    edge = torch.where((yy - 14) ** 2 + xx ** 2 < 64, 1.0, -1.0)[None, None]   # half a disc, cut by the frame
+    assert compactness(edge)[1][0] <= 8 and not is_noise(edge).any()
 
 
 def test_the_control_makers():

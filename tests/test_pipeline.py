@@ -28,8 +28,9 @@ def test_metrics_show_prints_the_headline(repo):
     data = metrics_of(repo)
     assert list(data) == ["metrics/headline.json"]
     headline = data["metrics/headline.json"]["data"]
-    steps = [*EXPERIMENTS, "long_run", "generation"]
+    steps = [*EXPERIMENTS, "long_run", "generation", "abilities"]
     assert list(headline) == [f"{number}_{name}" for number, name in enumerate(steps, 1)]
+    assert {"auroc_uniform_noise", "auroc_inverted", "lower_half_acc", "lower_half_acc_mean"} <= set(headline["8_abilities"])
     assert headline["1_initial_attempt"] == {"verdict": "agrees", "status": "expected_error"}
     assert all(isinstance(step["verdict"], str) for step in headline.values())
     assert headline["7_generation"]["model"] == "final_training"

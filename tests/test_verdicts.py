@@ -68,17 +68,27 @@ def test_mode_collapse_is_exp_4_against_exp_5_at_the_same_iteration():
     assert "7 (60%), 1 (20%)" in verdict.why and "iteration 375" in verdict.why
     assert verdict.headline == {"recognisable": 0.7, "top2": 0.8, "top2_exp5": 0.3, "entropy": 0.45,
                                 "entropy_exp5": 0.95}
-    exp5.loc[1, "top2_share"] = 0.6          # exp 5 as narrow at that iteration: no loop to blame
+    exp5.loc[1, "top2_share"] = 0.8          # exp 5 as narrow at that iteration: no loop to blame
     assert agreement(run, "mode_collapse").word == NOT_AT_SCALE
     exp5.loc[1, "top2_share"] = 0.3
+    exp4.loc[1, "top2_share"] = 0.67         # three classes equally: more than "one or two types"
+    assert agreement(run, "mode_collapse").word == NOT_AT_SCALE
+    exp4.loc[1, "top2_share"] = 0.8
+    exp5.loc[1, "step"] = 376                # exp 5 not seen at exp 4's last iteration: nothing to compare
+    verdict = agreement(run, "mode_collapse")
+    assert verdict.word == NOT_RUN and "no row at iteration 375" in verdict.why
+    exp5.loc[1, "step"] = 375
     exp4.loc[1, "recognisable"] = 0.2        # collapsed onto shapes the judge cannot read: not "real digits"
     assert agreement(run, "mode_collapse").word == NOT_AT_SCALE
 
 
 def test_final_training_asks_for_every_class_and_nothing_about_typical_strokes():
-    fresh = {"recognised_entropy": 0.95, "recognised_classes": 10, "recognisable": 0.4, "typical": 0.01}
+    fresh = {"recognised_entropy": 0.95, "recognised_classes": 10, "recognisable": 0.6, "typical": 0.01}
     run = Outputs(trains={"final_training": {"status": "ok"}}, evals={"final_training": {"fresh": fresh}})
-    assert agreement(run, "final_training").word == AGREES
+    assert agreement(run, "final_training").word == AGREES      # typical strokes are not asked for
+    fresh["recognisable"] = 0.1                                  # ten read samples are not "sample generation"
+    assert agreement(run, "final_training").word == DISAGREES
+    fresh["recognisable"] = 0.6
     fresh["recognised_classes"] = 9
     assert agreement(run, "final_training").word == DISAGREES       # a fix must hold at any scale
     run.trains["final_training"]["status"] = "diverged"

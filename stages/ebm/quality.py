@@ -28,8 +28,8 @@ diversity  coverage     Naeem et al. 2020 (k = 5): the fraction of real samples 
                         samples, read or not; modes_covered: classes with at least 2% of them.
            recognised_* the same over the recognisable samples only: recognised_entropy,
                         recognised_classes (classes holding at least 2% of them), top2_share
-                        (the two commonest classes' share: collapse at 0.5 or more; one- and
-                        two-class sets score 1, real digits about 0.22) and top2_classes.
+                        (the two commonest classes' share: one- and two-class sets score 1,
+                        three equal classes 0.67, real digits about 0.21) and top2_classes.
 both       fld          Frechet distance of the features to the test split's (FID with LeNet).
 pixels     ink, saturated, white  mean fraction of pixels above 0, at |x| >= 0.99 (the -1
                         background counts: real digits 0.83, +-1 speckle near 1, a blur lower),
@@ -61,7 +61,6 @@ from ebm.shapes import shape_figures
 
 RECOGNISABLE = 0.9      # max-probability at which the judge's label counts as sure
 MODE_SHARE = 0.02       # share of samples at which a class counts as covered
-COLLAPSED = 0.5         # top2_share at which one or two classes dominate (a person's "mostly 7s")
 DENSITY_K = 5           # Naeem et al.'s k for density and coverage
 PRECISION_K = 3         # Kynkaanniemi et al.'s k for precision, recall and the realism gate
 SATURATED = 0.99        # |pixel| >= this counts as saturated (at -1 or +1)
@@ -264,7 +263,7 @@ def rounded(figures, digits=4):
     """A score's floats rounded for a metrics file (lists too); ints and None as they are."""
     def one(v):
         if isinstance(v, float):
-            return round(v, digits) + 0.0     # + 0.0: no -0.0 in the files
+            return None if v != v else round(v, digits) + 0.0   # NaN (no figure) -> null; + 0.0: no -0.0
         if isinstance(v, list):
             return [one(x) for x in v]
         return v
