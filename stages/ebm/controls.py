@@ -24,11 +24,12 @@ def thicken_and_binarise(images):
 
 
 def gaussian_discs(n, generator, size=28):
-    """Soft white discs of digit size on black: a Gaussian bump, ink radius 5 to 9 pixels."""
+    """Soft white discs of digit size on black: a Gaussian bump, ink radius 7 to 10 pixels (a digit
+    is 14 to 20 pixels tall)."""
     yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
                             indexing="ij")
     centre = size / 2 + torch.rand((n, 2), generator=generator) * 6 - 3
-    radius = 5 + 4 * torch.rand(n, generator=generator)          # where the image crosses 0 (ink)
+    radius = 7 + 3 * torch.rand(n, generator=generator)          # where the image crosses 0 (ink)
     dist2 = (yy - centre[:, 0, None, None]) ** 2 + (xx - centre[:, 1, None, None]) ** 2
     sigma = radius / 1.6651                                      # sqrt(2 ln 4): the bump is 1/4 at the radius
     bump = torch.exp(-dist2 / (2 * sigma[:, None, None] ** 2))

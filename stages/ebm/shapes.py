@@ -24,7 +24,8 @@ from scipy import ndimage
 NOISE_ROUGHNESS = 0.25  # between real digits' 95th percentile (0.18) and sparse speckle's 5th (0.30)
 BLOB_COMPACTNESS = 0.75  # between thickened digits' 99th percentile (0.76) and discs' 5th (0.85)
 BLOB_DEPTH = 3.0         # pixels from the edge to the patch's centre: a stroke of real digits reaches 2
-BLOB_AREA = 1 / 3        # of the frame at most: a disc of radius 9, the largest control disc (radius 5 to 9)
+BLOB_AREA = 0.45         # of the frame at most: a disc of radius 10 (the largest control disc) covers 0.40,
+                         # half a page 0.5
 
 
 def roughness(images):
