@@ -96,7 +96,7 @@ BAD = [
      ["evaluate.num_samples.seed = 0", "must be an integer in [1, inf)", "(with scale: seed)"]),
     # cross-field rules
     ("initial fill beyond the capacity", lambda p: p["train"]["buffer"].update(initial_fill=999999),
-     ["train.buffer.initial_fill = 999999: must be at most train.buffer.capacity = 8192"]),
+     ["train.buffer.initial_fill = 999999: must be at most train.buffer.capacity = 512"]),
     ("initial fill beyond an experiment's capacity", lambda p: exp(p).setdefault("buffer", {}).update(capacity=64),
      ["experiments.final_training.buffer.initial_fill = 128: must be at most "
       "experiments.final_training.buffer.capacity = 64"]),

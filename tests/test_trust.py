@@ -332,7 +332,7 @@ def test_queued_sweep_runs_in_parallel_workers(repo, tmp_path):
     for name, log in logs.items():
         ran = set(re.findall(r"Running stage '([^']+)'", log))
         assert ran == {"check_params", "train@final_training", "long_run", "evaluate@final_training",
-                       "generate@final_training", "report"}, log
+                       "generate@final_training", "abilities@final_training", "report"}, log
         assert "made with other params, data or world size; starting afresh" in log   # the committed checkpoint
 
     shown = json.loads(dvc("exp", "show", "--json", cwd=where).stdout)
