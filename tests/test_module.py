@@ -233,3 +233,39 @@ def test_buffer_draw_returns_stored_images_without_restarts():
     buffer = ReplayBuffer(capacity=8, restart_prob=1.0, initial_fill=0)
     buffer.push(torch.full((3, 1, 28, 28), 0.25))
     assert torch.equal(buffer.draw(5), torch.full((5, 1, 28, 28), 0.25))   # sample() would restart all
+
+
+def test_generated_samples_leave_training_s_random_numbers_alone(tmp_path):
+    """Experiment.generate (the generated samples at a sample epoch) forks and reseeds the RNG:
+    the draws training makes next are the same with or without it, and two calls give the
+    same samples, rows and grid."""
+    from pathlib import Path
+
+    import numpy as np
+
+    import train
+    from ebm.checkpoint import load_checkpoint, save_checkpoint
+    from ebm.judge import LeNet5
+    from ebm.params import experiment_config, load_params
+    from ebm.quality import reference
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml", sections=["train", "experiments"])
+    cfg = experiment_config(params, "final_training")
+    cfg.update(generated_chains=8, generated_steps=3)
+    cfg["model"]["width"] = 8
+    exp = train.Experiment("final_training", cfg, torch.device("cpu"), "hash")
+    rng = np.random.default_rng(0)
+    digits = {"x_train": (rng.random((40, 28, 28)) < 0.2).astype(np.uint8) * 255,
+              "x_test": (rng.random((40, 28, 28)) < 0.2).astype(np.uint8) * 255}
+    judge = LeNet5().eval()
+    ref = reference(judge, digits, n=16, seed=0)
+    before = torch.get_rng_state()
+    exp.generate(judge, ref)
+    assert torch.equal(torch.get_rng_state(), before)
+    exp.generate(judge, ref)
+    first, second = exp.generated
+    assert first == second and set(train.GENERATED_FIGURES) <= set(first)
+    assert exp.generated_grids[0].shape == (8, 1, 28, 28)
+    save_checkpoint(tmp_path / "checkpoint.pt", exp.checkpoint())          # the rows and grids resume with it
+    again = load_checkpoint(tmp_path / "checkpoint.pt", torch.device("cpu"), "rebuild it")
+    assert again["generated"] == exp.generated and torch.equal(again["generated_grids"][0], exp.generated_grids[0])
