@@ -58,7 +58,7 @@ EVAL_FIGURES = ["recognisable", "recognised_entropy", "recognised_classes", "top
                 "saturated", "white"]
 SNAPSHOT_FIGURES = ["recognisable", "recognised_entropy", "recognised_classes", "density", "coverage", "fld",
                     "typical", "ink", "white", "energy_mean", "below_real_energy"]
-GENERATED_FIGURES = ["recognisable", "recognised_entropy", "top2_share", "noise_share", "blob_share", "energy"]
+GENERATED_COLUMNS = ["recognisable", "recognised_entropy", "top2_share", "noise_share", "blob_share", "energy"]
 TERMS = [("loss", "loss"), ("e_pos", "E_pos"), ("e_neg", "E_neg"), ("cd", "CD"), ("reg", "reg"), ("r1", "R1")]
 
 
@@ -312,7 +312,7 @@ def negatives_figure(name, frame, real):
 def generated_figure(name, frame):
     """The generated samples' figures at every sample epoch: what the verdicts read."""
     fig, ax = plt.subplots(figsize=(6, 2.8))
-    for key, color in zip(GENERATED_FIGURES[:-1], ("C2", "C0", "C3", "C7", "C5")):
+    for key, color in zip(GENERATED_COLUMNS[:-1], ("C2", "C0", "C3", "C7", "C5")):
         if key in frame and frame[key].notna().any():
             ax.plot(frame["step"], frame[key], marker=".", color=color, label=key.replace("_", " "))
     ax.set(xlabel="iteration", ylim=(-0.02, 1.02), title=f"{name}: generated samples per sample epoch")
@@ -500,8 +500,8 @@ def training_block(doc, run, name, cfg_epochs):
     if generated is not None:
         doc.heading(3, "Generated samples during training", anchor=f"{name}-generated")
         doc.image(generated_figure(name, generated), f"{name}: the generated samples' figures per sample epoch")
-        doc.table(["iteration", "epoch", *GENERATED_FIGURES, "dominant classes"],
-                  [[int(r["step"]), int(r["epoch"]), *[r.get(k) for k in GENERATED_FIGURES],
+        doc.table(["iteration", "epoch", *GENERATED_COLUMNS, "dominant classes"],
+                  [[int(r["step"]), int(r["epoch"]), *[r.get(k) for k in GENERATED_COLUMNS],
                     classes_named(r)] for r in generated.to_dict("records")])
     if negatives is not None and "age_draws_mean" in negatives:
         last = negatives.iloc[-1]

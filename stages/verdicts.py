@@ -26,6 +26,9 @@ and a few numbers for the headline (metrics/headline.json, what `dvc exp show` p
 """
 from dataclasses import dataclass, field
 
+# the generation's own rule (stages/generate.py), quoted in RULES; its "diverse" is exp 5's too
+from generate import FLD_GROWTH, KEEP_FRACTION, MIN_CLASSES, MIN_ENTROPY, MIN_RECOGNISABLE, REFERENCE_STEP
+
 AGREES, DISAGREES, NOT_AT_SCALE, NOT_RUN = "agrees", "disagrees", "not reproduced at this scale", "not run"
 LONG_RUN = "long_run"       # the training step after exp 5 (not in the original journey)
 GENERATE = "generation"     # the rule (and claim) for a generated model
@@ -44,8 +47,8 @@ DIGIT_LIKE = 0.5            # "began to learn real digits", "sample generation":
 COLLAPSED = 0.75            # "only one or two types of digits": the two commonest classes hold three quarters
                             # of the read samples (one- and two-class sets: 1.0; three equal classes 0.67;
                             # real digits 0.21)
-DIVERSE_ENTROPY = 0.9       # "diverse ... across all digit classes": class entropy of the read samples >= 0.9
-ALL_CLASSES = 10            # ... and every class holds at least 2% of them (real digits: 1.0 and 10)
+DIVERSE_ENTROPY = MIN_ENTROPY   # "diverse ... across all digit classes": class entropy of the read samples
+ALL_CLASSES = MIN_CLASSES       # >= 0.9, every class >= 2% of them (real digits: 1.0 and 10), as the generation
 
 CLAIMS = {   # (title, the original journey's account, quoted; a claim, not a result)
     "initial_attempt": ("Experiment 1: initial attempt and the gradient error",
@@ -127,10 +130,10 @@ RULES = {   # step -> (agrees when, the samples and figures it reads, why those)
         "not a claim of the original journey: this step must not lose what exp 5 achieved; its purpose is "
         "judged by its generation"),
     GENERATE: (
-        "the generate stage's verdict is \"stays realistic\": diverse (class entropy of the read chains >= 0.9 and "
-        "all 10 classes, at every snapshot from step 1,000), recognisable (>= 0.5 of the chains at the last step), "
-        "and no drift (recognisable, coverage and density kept >= 0.9x, Frechet distance <= 1.2x its step-1,000 "
-        "value)",
+        f"the generate stage's verdict is \"stays realistic\": diverse (class entropy of the read chains >= "
+        f"{MIN_ENTROPY} and all {MIN_CLASSES} classes, at every snapshot from step {REFERENCE_STEP:,}), recognisable "
+        f"(>= {MIN_RECOGNISABLE} of the chains at the last step), and no drift (recognisable, coverage and density "
+        f"kept >= {KEEP_FRACTION}x, Frechet distance <= {FLD_GROWTH}x its step-{REFERENCE_STEP:,} value)",
         "metrics/generate/<model>.json: verdict.checks (diverse, recognisable, recognisable_kept, coverage_kept, "
         "density_kept, fld_kept)",
         "\"diverse and recognizable digits\" after 20,000 steps, and no drift (the test of a long chain in "
