@@ -1,16 +1,26 @@
-"""The samples a person labelled by eye (labels/, protocol in docs/labelling.md).
+"""The samples a person labelled by eye (labels/, protocol in docs/labelling.md), and how far
+the judge and the shape tests agree with them.
 
 tiles.npz holds the tiles as uint8 (N, 28, 28); labels.csv one row per tile: where it was cut
-from (run, stage, epoch, step, grid, index), the part it belongs to (calibration or held-out,
-split by run) and what the person read (a digit 0-9, or noise / blob / speck / other / unclear).
+from (run, stage, epoch, step, grid, index), the part it belongs to (calibration, held_out or
+committed, split by run) and what the person read (a digit 0-9, or noise / blob / speck /
+other / unclear).
 """
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 from PIL import Image
 
+from ebm.data import to_unit_range
 from ebm.images import PAD
 
 NOT_DIGIT_KINDS = ("noise", "blob", "speck", "other")
 KINDS = ("digit",) + NOT_DIGIT_KINDS + ("unclear",)
+SHORT = {"n": "noise", "b": "blob", "s": "speck", "o": "other", "u": "unclear"}   # how a labeller types them
+# The agreement the figures must reach on a held-out part (issue #32; docs/labelling.md).
+GRID_SHARE_TOLERANCE = 0.1    # per grid, each share within this of the person's
+TILE_AGREEMENT = 0.85         # per tile: read vs not read, and the class of tiles both read
 
 
 def cut_grid(path, size=28):
@@ -24,4 +34,54 @@ def cut_grid(path, size=28):
 
 def kind_of(label):
     """'3' -> 'digit'; 'blob' -> 'blob'."""
-    return "digit" if label.isdigit() else label
+    return "digit" if str(label).isdigit() else str(label)
+
+
+def load_labelled(root="labels"):
+    """(tiles uint8 (N, 28, 28), labels DataFrame with a `kind` column added)."""
+    root = Path(root)
+    tiles = np.load(root / "tiles.npz")["tiles"]
+    labels = pd.read_csv(root / "labels.csv", dtype={"label": str})
+    if len(labels) != len(tiles) or (labels["tile"].to_numpy() != np.arange(len(tiles))).any():
+        raise ValueError(f"{root}: labels.csv does not list tiles.npz's {len(tiles)} tiles in order")
+    unknown = sorted(set(labels["label"]) - set(map(str, range(10))) - set(KINDS))
+    if unknown:
+        raise ValueError(f"{root}/labels.csv: unknown labels {unknown}")
+    return tiles, labels.assign(kind=labels["label"].map(kind_of))
+
+
+def figures_of(judge, tiles):
+    """What the figures say of each tile: DataFrame with read (the judge is sure of a digit),
+    read_class, noise and blob (ebm.shapes)."""
+    from ebm.quality import RECOGNISABLE, embed
+    from ebm.shapes import is_blob, is_noise
+
+    x = to_unit_range(tiles)
+    _, probs = embed(judge, x)
+    return pd.DataFrame({"read": probs.max(1) >= RECOGNISABLE, "read_class": probs.argmax(1),
+                         "noise": is_noise(x), "blob": is_blob(x)})
+
+
+def agreement(labels, figures):
+    """Per grid: the person's and the figures' shares (read, noise, blob), side by side; and the
+    per-tile agreement over all the rows given."""
+    both = pd.concat([labels.reset_index(drop=True), figures.reset_index(drop=True)], axis=1)
+    both["person_read"] = both["kind"] == "digit"
+    both["person_noise"] = both["kind"] == "noise"
+    both["person_blob"] = both["kind"] == "blob"
+    per_grid = both.groupby(["part", "run", "grid"], sort=False).agg(
+        tiles=("tile", "size"),
+        person_read=("person_read", "mean"), read=("read", "mean"),
+        person_noise=("person_noise", "mean"), noise=("noise", "mean"),
+        person_blob=("person_blob", "mean"), blob=("blob", "mean")).reset_index()
+    per_grid["worst_gap"] = np.max([(per_grid[f"person_{k}"] - per_grid[k]).abs()
+                                    for k in ("read", "noise", "blob")], axis=0)
+    read_both = both[both["person_read"] & both["read"]]
+    per_tile = {
+        "tiles": len(both),
+        "read_agreement": float((both["person_read"] == both["read"]).mean()),
+        "both_read": len(read_both),
+        "class_agreement": float((read_both["label"].astype(int) == read_both["read_class"]).mean())
+        if len(read_both) else float("nan"),
+    }
+    return per_grid, per_tile

@@ -1,0 +1,47 @@
+"""Build labels/tiles.npz and labels/labels.csv from the labeller's sheets (labels/raw/*.txt).
+
+One raw file per run: a header line `run <name> <part> <directory>`, then one line per grid:
+`<grid path under directory> <stage> <epoch> <step> : <64 labels>`, each label a digit or one
+letter of ebm.labels.SHORT (n noise, b blob, s speck, o other, u unclear).
+Usage: python tools/build_labels.py   (from the repository root)
+"""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
+from ebm.labels import SHORT, cut_grid  # noqa: E402
+
+
+def parse(path):
+    lines = [line.split("#")[0].strip() for line in Path(path).read_text().splitlines()]
+    lines = [line for line in lines if line]
+    _, run, part, directory = lines[0].split()
+    for line in lines[1:]:
+        where, marks = line.split(":")
+        grid, stage, epoch, step = where.split()
+        marks = marks.split()
+        tiles = cut_grid(Path(directory) / grid)
+        if len(marks) != len(tiles):
+            raise SystemExit(f"{path}: {grid} has {len(tiles)} tiles and {len(marks)} labels")
+        for index, (tile, mark) in enumerate(zip(tiles, marks)):
+            label = mark if mark.isdigit() else SHORT[mark]
+            yield tile, {"run": run, "part": part, "stage": stage, "epoch": int(epoch), "step": int(step),
+                         "grid": grid, "index": index, "label": label}
+
+
+def main():
+    rows, tiles = [], []
+    for raw in sorted(Path("labels/raw").glob("*.txt")):
+        for tile, row in parse(raw):
+            tiles.append(tile)
+            rows.append(row)
+    np.savez_compressed("labels/tiles.npz", tiles=np.stack(tiles).astype(np.uint8))
+    pd.DataFrame(rows).rename_axis("tile").reset_index().to_csv("labels/labels.csv", index=False)
+    print(f"labels: {len(rows)} tiles -> labels/tiles.npz, labels/labels.csv")
+
+
+if __name__ == "__main__":
+    main()
