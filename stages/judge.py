@@ -2,7 +2,8 @@
 
     python stages/judge.py          # what `dvc repro judge` runs, from the repository root
 
-Reads `judge` from params.yaml; writes checkpoints/judge/judge.pt and metrics/judge.json:
+Reads `judge` from params.yaml and the calibration part of labels/ (samples a person read);
+writes checkpoints/judge/judge.pt and metrics/judge.json:
 its test accuracy (how far to trust its verdicts); as a yardstick for the evaluation, what
 real train digits score against the test split at N = the test split's size (`real`:
 density, coverage, recognisable, typical, ...; see ebm.quality) and the noise ceiling; and
@@ -15,6 +16,7 @@ from ebm.controls import EXPECTED, control_sets, meets
 from ebm.data import load_digits, to_unit_range
 from ebm.io import write_json
 from ebm.judge import accuracy, save_judge, train_judge
+from ebm.labels import judge_examples
 from ebm.params import load_params
 from ebm.quality import real_line, reference, rounded, score
 from ebm.runtime import pick_device
@@ -22,6 +24,7 @@ from ebm.stage import run_stage
 
 CHECKPOINT = "checkpoints/judge/judge.pt"
 METRICS = "metrics/judge.json"
+LABELS = "labels"            # samples a person read; the judge trains on their calibration part
 CONTROL_FIGURES = ("recognisable", "typical", "top2_share", "recognised_entropy", "noise_share", "blob_share",
                    "density", "coverage")
 
@@ -45,7 +48,9 @@ def main():
 
     started = time.perf_counter()
     judge = train_judge(x_train, digits["y_train"], cfg["seed"], cfg["epochs"], cfg["batch_size"], cfg["lr"], device,
-                        max_shift=cfg["max_shift"], non_digit_ratio=cfg["non_digits"])
+                        max_shift=cfg["max_shift"], non_digit_ratio=cfg["non_digits"],
+                        read_by_eye=judge_examples(LABELS) if cfg["read_by_eye"] else None,
+                        read_by_eye_per_batch=cfg["read_by_eye"])
     wall_time_s = time.perf_counter() - started
     save_judge(CHECKPOINT, judge)
 

@@ -76,7 +76,7 @@ def dvc(*args, cwd, check=True):
 
 def make_repo(where, edit=tiny_params):
     """Copy the project (code and config, no outputs) into `where` and commit it."""
-    for name in ["stages", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "matplotlibrc"]:
+    for name in ["stages", "labels", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "matplotlibrc"]:
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, where / name, ignore=shutil.ignore_patterns("__pycache__"))

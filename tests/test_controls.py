@@ -8,30 +8,15 @@ tests tell noise and blobs from digits; one- and two-class sets are collapsed, r
 """
 import pytest
 import torch
-import yaml
 
 from ebm.controls import EXPECTED, control_sets, gaussian_discs, meets, thicken_and_binarise
 from ebm.data import to_unit_range
-from ebm.judge import NOT_A_DIGIT, non_digits, train_judge
+from ebm.judge import NOT_A_DIGIT
+from ebm.non_digits import non_digits
 from ebm.quality import RECOGNISABLE, class_metrics, embed
-from ebm.shapes import compactness, is_blob, is_noise, roughness, shape_figures
-from pipeline_repo import ROOT
-from test_quality import _load
+from ebm.shapes import is_blob, is_noise, isolated_share, kinds, roughness, shape_figures, thickness
 
-JUDGE = yaml.safe_load((ROOT / "params.yaml").read_text())["judge"]
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return _load("data").fetch_bundled(test_fraction=0.2, seed=0)
-
-
-@pytest.fixture(scope="module")
-def judge(digits):
-    """The judge stage's judge (about a minute on 2 cores)."""
-    return train_judge(to_unit_range(digits["x_train"]), digits["y_train"], JUDGE["seed"], JUDGE["epochs"],
-                       JUDGE["batch_size"], JUDGE["lr"], max_shift=JUDGE["max_shift"],
-                       non_digit_ratio=JUDGE["non_digits"])
+# `digits` and `judge` (the judge stage's judge, trained as it trains it) come from conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +25,8 @@ def table(digits, judge):
     out = {}
     for name, images in control_sets(digits["x_test"], digits["y_test"], n=500, seed=12345).items():
         _, probs = embed(judge, images)
-        out[name] = {"recognisable": float((probs.max(1) >= RECOGNISABLE).mean()), **class_metrics(probs),
-                     **shape_figures(images)}
+        read = probs.max(1) >= RECOGNISABLE
+        out[name] = {"recognisable": float(read.mean()), **class_metrics(probs), **shape_figures(images, read)}
     return out
 
 
@@ -84,21 +69,30 @@ def test_a_filled_disc_is_a_blob_and_a_stroke_of_any_width_is_not():
     disc = torch.where((yy - 14) ** 2 + (xx - 14) ** 2 < 49, 1.0, -1.0)[None, None]
     bar = -torch.ones(1, 1, 28, 28)
     bar[..., 2:26, 11:17] = 1.0                  # a thick "1": 24 x 6 pixels
-    compact, depth, area = compactness(torch.cat([disc, bar]))
-    assert compact[0] > 0.85 and depth[0] >= 6 and 0.15 < area[0] < 0.2     # 145 of 784 pixels
-    assert compact[1] < 0.6
+    half_width, compact, area = thickness(torch.cat([disc, bar]))
+    assert half_width[0] > 2 and compact[0] > 0.85 and 0.15 < area[0] < 0.2     # 145 of 784 pixels
+    assert half_width[1] >= 1.5 and compact[1] < 0.5     # as wide as a blob, but long: a stroke
     assert is_blob(disc).all() and not is_blob(bar).any()
     assert not is_blob(-torch.ones(1, 1, 28, 28)).any()     # no ink, no blob
+    assert not is_blob(disc, read=[True]).any()             # what the judge reads is no blob
 
 
-def test_a_white_page_or_half_page_is_not_a_blob_and_a_disc_at_the_edge_still_is():
+def test_a_white_page_is_no_blob_and_a_block_off_the_frame_is_one():
     white, half = torch.ones(1, 1, 28, 28), -torch.ones(1, 1, 28, 28)
-    half[..., :, :14] = 1.0
-    assert compactness(white)[1][0] == 14                   # the frame counts as background
-    assert not is_blob(white).any() and not is_blob(half).any()
+    half[..., :, :14] = 1.0                      # a block that runs off the frame (docs/labelling.md)
+    assert kinds(white).tolist() == [""] and kinds(half).tolist() == ["blob"]
     yy, xx = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
     edge = torch.where((yy - 14) ** 2 + xx ** 2 < 64, 1.0, -1.0)[None, None]   # half a disc, cut by the frame
-    assert compactness(edge)[1][0] <= 8 and not is_noise(edge).any()
+    assert kinds(edge).tolist() == ["blob"]
+
+
+def test_specks_and_isolated_pixels():
+    few = -torch.ones(1, 1, 28, 28)
+    few[0, 0, 5, ::3] = 1.0                       # 10 lone pixels: a speck
+    lattice = -torch.ones(1, 1, 28, 28)
+    lattice[0, 0, ::4, ::4] = 0.5                 # 49 lone grey dots over the frame: noise
+    assert isolated_share(lattice)[0] == 1.0 and isolated_share(-torch.ones(1, 1, 28, 28))[0] == 0
+    assert kinds(torch.cat([few, lattice])).tolist() == ["speck", "noise"]
 
 
 def test_the_control_makers():

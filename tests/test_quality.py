@@ -6,6 +6,7 @@ test; it is weaker than the stage's, so thresholds are loose but still far apart
 import importlib.util
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -208,7 +209,7 @@ def test_reference_repeats_and_caps_the_real_line_at_the_train_size(digits, judg
 
 PARAMS = """scale: cpu
 device: cpu
-judge: {seed: 0, epochs: 3, batch_size: 64, lr: 3.0e-3, non_digits: 0.25, max_shift: 0}
+judge: {seed: 0, epochs: 3, batch_size: 64, lr: 3.0e-3, non_digits: 0.25, max_shift: 0, read_by_eye: 4}
 evaluate: {seed: 1, num_samples: 64, fresh_steps: 3, batch_size: 40}
 """
 
@@ -222,6 +223,7 @@ def workdir(tmp_path, monkeypatch, digits):
     small = {"x_train": digits["x_train"][:1000], "y_train": digits["y_train"][:1000],
              "x_test": digits["x_test"][:300], "y_test": digits["y_test"][:300]}
     save_digits(tmp_path / "data" / "mnist.npz", **small)     # a quick stage: 1,000 train / 300 test
+    shutil.copytree(ROOT / "labels", tmp_path / "labels")     # the judge also trains on labelled samples
     return tmp_path
 
 
@@ -233,7 +235,8 @@ def test_judge_stage_writes_its_checkpoint_and_metrics(workdir):
     assert 0.8 < metrics["real"]["density"] < 1.2 and metrics["real"]["n"] == 300
     controls = metrics["controls"]      # every figure on sets whose answer is known, each marked met or not
     assert set(controls) == set(EXPECTED) and all(isinstance(row["meets"], bool) for row in controls.values())
-    assert controls["uniform noise"]["noise_share"] == 1 and controls["blurred blobs"]["blob_share"] == 1
+    # a blob is also one the judge does not read: this 3-epoch judge reads a few of the discs
+    assert controls["uniform noise"]["noise_share"] == 1 and controls["blurred blobs"]["blob_share"] >= 0.95
     assert isinstance(load_judge(), LeNet5)
 
 

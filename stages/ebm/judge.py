@@ -1,7 +1,8 @@
 """The judge: a LeNet-5 that reads digits and says "not a digit", scoring samples (`ebm.quality`).
 
-Trained on the data stage's train split only. Ten of its eleven classes are the digits; the
-eleventh, NOT_A_DIGIT, is trained on synthetic images that are no digit (`non_digits`).
+Trained on the data stage's train split, never its test split. Ten of its eleven classes are the digits; the
+eleventh, NOT_A_DIGIT, is trained on synthetic images that are no digit (`non_digits`) and on
+the EBM's own samples that a person did not read (the calibration part of labels/).
 A ten-class classifier must call everything some digit, and it does so confidently: one that
 reads 99% of real test digits was at least 0.9 sure of 22% of +-1 speckle and 61% of
 sharp-edged blobs. With the eleventh class it can say no. The digits are augmented with small
@@ -14,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ebm.checkpoint import load_checkpoint, save_checkpoint
+from ebm.non_digits import non_digits
 
 
 NOT_A_DIGIT = 10          # the eleventh class
@@ -51,52 +53,6 @@ def _shift(x, max_shift, generator):
     return torch.stack([padded[i, :, dy[i]:dy[i] + 28, dx[i]:dx[i] + 28] for i in range(n)])
 
 
-def _blur(x, sigma):
-    """Gaussian blur of (N, 1, H, W) with one sigma per image (a separable 15-tap kernel)."""
-    taps = torch.arange(-7, 8, dtype=x.dtype)
-    kernel = torch.exp(-taps[None] ** 2 / (2 * sigma[:, None] ** 2))
-    kernel = kernel / kernel.sum(1, keepdim=True)                   # (N, 15)
-    n = len(x)
-    rows = F.conv2d(F.pad(x.transpose(0, 1), (7, 7, 0, 0), mode="replicate"), kernel[:, None, None, :], groups=n)
-    both = F.conv2d(F.pad(rows, (0, 0, 7, 7), mode="replicate"), kernel[:, None, :, None], groups=n)
-    return both.transpose(0, 1)
-
-
-def _ellipses(n, generator, size=28):
-    """One to three white ellipses on black, each edge soft or sharp at random."""
-    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64),
-                            indexing="ij")
-    out = torch.full((n, size, size), -1.0, dtype=torch.float64)
-    for k in range(3):
-        centre = 4 + torch.rand((n, 2), generator=generator, dtype=torch.float64) * (size - 8)
-        radii = 2 + torch.rand((n, 2), generator=generator, dtype=torch.float64) * 9
-        sharp = 1 + torch.rand(n, generator=generator, dtype=torch.float64) * 9
-        dist = ((yy - centre[:, 0, None, None]) / radii[:, 0, None, None]) ** 2 + \
-               ((xx - centre[:, 1, None, None]) / radii[:, 1, None, None]) ** 2
-        shape = torch.tanh((1 - dist.sqrt()) * sharp[:, None, None])
-        used = (torch.rand(n, generator=generator) < (1.0 if k == 0 else 0.4))[:, None, None]
-        out = torch.where(used, torch.maximum(out, shape), out)
-    return out[:, None]
-
-
-def non_digits(n, generator):
-    """n images of class NOT_A_DIGIT, float64 in [-1, 1]: uniform noise, +-1 speckle of any density,
-    smooth noise, soft or sharp ellipses, and constant greys, in equal shares, each with random
-    strength. The controls that test the judge (`ebm.controls`) are drawn elsewhere, with
-    another generator."""
-    if n == 0:
-        return torch.empty((0, 1, 28, 28), dtype=torch.float64)
-    kind = torch.randint(0, 5, (n,), generator=generator)
-    level = torch.rand((n, 1, 1, 1), generator=generator, dtype=torch.float64)
-    uniform = torch.rand((n, 1, 28, 28), generator=generator, dtype=torch.float64) * 2 - 1
-    speckle = torch.where(torch.rand((n, 1, 28, 28), generator=generator, dtype=torch.float64) < level, 1.0, -1.0)
-    smooth = _blur(uniform, 1.5 + 2.5 * torch.rand(n, generator=generator, dtype=torch.float64))
-    smooth = smooth / smooth.abs().amax((1, 2, 3), keepdim=True).clamp_min(1e-6)
-    constant = (level * 2 - 1).expand(n, 1, 28, 28)
-    options = torch.stack([uniform * (0.3 + 0.7 * level), speckle, smooth, _ellipses(n, generator), constant])
-    return options[kind, torch.arange(n)]
-
-
 def augment_digits(x, generator):
     """Training digits, a share of them with strokes grown by a pixel and a share set to +-1."""
     n = len(x)
@@ -106,11 +62,15 @@ def augment_digits(x, generator):
     return torch.where(binary, torch.where(x > 0, 1.0, -1.0).to(x.dtype), x)
 
 
-def train_judge(x_train, y_train, seed, epochs, batch_size, lr, device="cpu", max_shift=0, non_digit_ratio=0.0):
+def train_judge(x_train, y_train, seed, epochs, batch_size, lr, device="cpu", max_shift=0, non_digit_ratio=0.0,
+                read_by_eye=None, read_by_eye_per_batch=0):
     """Adam on cross-entropy; x_train float (N, 1, 28, 28) in [-1, 1], y_train int labels 0-9.
 
     non_digit_ratio > 0: each batch also holds this many `non_digits` per digit, labelled
     NOT_A_DIGIT, and its digits are augmented (`augment_digits`).
+    read_by_eye: (x, y) of generated samples a person labelled (y a digit, or NOT_A_DIGIT for
+    every tile the person did not read); each batch also holds read_by_eye_per_batch of them,
+    drawn with replacement and shifted by up to 2 pixels.
     Seeded without touching the global RNG: init, shuffling, augmentation, the non-digits and
     the +-`max_shift` pixel translations all come from `seed`. Trained in float64, returned in float32 and eval mode:
     float32 sums taken in another order (another CPU's vector width, oneDNN's kernel choice)
@@ -122,6 +82,9 @@ def train_judge(x_train, y_train, seed, epochs, batch_size, lr, device="cpu", ma
     generator = torch.Generator().manual_seed(seed)
     # one fixed set of non-digits, drawn once (drawing them per batch cost more than the training step)
     others = non_digits(round(non_digit_ratio * len(x_train)), generator)
+    if read_by_eye is not None:
+        eye_x = torch.as_tensor(read_by_eye[0], dtype=torch.float64)
+        eye_y = torch.as_tensor(read_by_eye[1], dtype=torch.int64)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LeNet5().double()
@@ -139,6 +102,10 @@ def train_judge(x_train, y_train, seed, epochs, batch_size, lr, device="cpu", ma
                 x = torch.cat([augment_digits(x, generator), picked])
                 y = torch.cat([y, torch.full((len(picked),), NOT_A_DIGIT)])
             x = _shift(x, max_shift, generator) if max_shift else x
+            if read_by_eye is not None and read_by_eye_per_batch:
+                pick = torch.randint(0, len(eye_x), (read_by_eye_per_batch,), generator=generator)
+                x = torch.cat([x, _shift(eye_x[pick], 2, generator)])
+                y = torch.cat([y, eye_y[pick]])
             loss = F.cross_entropy(model(x.to(device)), y.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from PIL import Image
 
 from ebm.data import to_unit_range
@@ -50,16 +51,32 @@ def load_labelled(root="labels"):
     return tiles, labels.assign(kind=labels["label"].map(kind_of))
 
 
+def judge_examples(root="labels", part="calibration"):
+    """The part's tiles as the judge trains on them: (x float64 (N, 1, 28, 28) in [-1, 1], y) with
+    y the digit a person read, or NOT_A_DIGIT for every tile not read (unclear ones included:
+    the judge's "read" means as sure as a person's)."""
+    from ebm.judge import NOT_A_DIGIT
+
+    tiles, labels = load_labelled(root)
+    keep = (labels["part"] == part).to_numpy()
+    if not keep.any():
+        raise ValueError(f"{root}/labels.csv: no tile in part {part!r}")
+    read = labels["kind"] == "digit"
+    y = np.where(read, labels["label"].where(read, "0").astype(int), NOT_A_DIGIT)[keep]
+    return to_unit_range(tiles[keep]).double(), torch.as_tensor(y)
+
+
 def figures_of(judge, tiles):
     """What the figures say of each tile: DataFrame with read (the judge is sure of a digit),
     read_class, noise and blob (ebm.shapes)."""
     from ebm.quality import RECOGNISABLE, embed
-    from ebm.shapes import is_blob, is_noise
+    from ebm.shapes import kinds
 
     x = to_unit_range(tiles)
     _, probs = embed(judge, x)
-    return pd.DataFrame({"read": probs.max(1) >= RECOGNISABLE, "read_class": probs.argmax(1),
-                         "noise": is_noise(x), "blob": is_blob(x)})
+    read = probs.max(1) >= RECOGNISABLE
+    kind = kinds(x, read)
+    return pd.DataFrame({"read": read, "read_class": probs.argmax(1), "noise": kind == "noise", "blob": kind == "blob"})
 
 
 def agreement(labels, figures):

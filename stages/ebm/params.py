@@ -194,6 +194,7 @@ JUDGE = {
     "lr": positive(),
     "non_digits": non_negative(),            # "not a digit" images per training digit
     "max_shift": Field(int, lo=0, hi=4),     # pixels a training image may be shifted by
+    "read_by_eye": Field(int, lo=0),         # labelled EBM samples per batch (0: none)
 }
 
 EVALUATE = {
