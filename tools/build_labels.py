@@ -1,4 +1,4 @@
-"""Build labels/tiles.npz and labels/labels.csv from the labeller's sheets (labels/raw/*.txt).
+"""Build labels/<part>/tiles.npz and labels.csv from the labeller's sheets (labels/raw/*.txt).
 
 One raw file per run: a header line `run <name> <part> <directory>`, then one line per grid:
 `<grid path under directory> <stage> <epoch> <step> : <64 labels>`, each label a digit or one
@@ -33,14 +33,18 @@ def parse(path):
 
 
 def main():
-    rows, tiles = [], []
+    parts = {}
     for raw in sorted(Path("labels/raw").glob("*.txt")):
         for tile, row in parse(raw):
+            tiles, rows = parts.setdefault(row["part"], ([], []))
             tiles.append(tile)
             rows.append(row)
-    np.savez_compressed("labels/tiles.npz", tiles=np.stack(tiles).astype(np.uint8))
-    pd.DataFrame(rows).rename_axis("tile").reset_index().to_csv("labels/labels.csv", index=False)
-    print(f"labels: {len(rows)} tiles -> labels/tiles.npz, labels/labels.csv")
+    for part, (tiles, rows) in parts.items():
+        where = Path("labels") / part
+        where.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(where / "tiles.npz", tiles=np.stack(tiles).astype(np.uint8))
+        pd.DataFrame(rows).rename_axis("tile").reset_index().to_csv(where / "labels.csv", index=False)
+        print(f"labels/{part}: {len(rows)} tiles")
 
 
 if __name__ == "__main__":

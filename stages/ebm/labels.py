@@ -1,10 +1,11 @@
 """The samples a person labelled by eye (labels/, protocol in docs/labelling.md), and how far
 the judge and the shape tests agree with them.
 
-tiles.npz holds the tiles as uint8 (N, 28, 28); labels.csv one row per tile: where it was cut
-from (run, stage, epoch, step, grid, index), the part it belongs to (calibration, held_out or
-committed, split by run) and what the person read (a digit 0-9, or noise / blob / speck /
-other / unclear).
+One folder per part (calibration, held_out, committed; split by run), each with tiles.npz
+(the tiles as uint8 (N, 28, 28)) and labels.csv (one row per tile: where it was cut from (run,
+stage, epoch, step, grid, index), its part, and what the person read: a digit 0-9, or noise /
+blob / speck / other / unclear). The judge trains on labels/calibration only, so labelling
+more held-out grids leaves it, and every stage after it, as it is.
 """
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from ebm.images import PAD
 
 NOT_DIGIT_KINDS = ("noise", "blob", "speck", "other")
 KINDS = ("digit",) + NOT_DIGIT_KINDS + ("unclear",)
+PARTS = ("calibration", "held_out", "committed")   # one folder each under labels/
 SHORT = {"n": "noise", "b": "blob", "s": "speck", "o": "other", "u": "unclear"}   # how a labeller types them
 # The agreement the figures must reach on a held-out part (issue #32; docs/labelling.md).
 GRID_SHARE_TOLERANCE = 0.1    # per grid, each share within this of the person's
@@ -38,16 +40,31 @@ def kind_of(label):
     return "digit" if str(label).isdigit() else str(label)
 
 
-def load_labelled(root="labels"):
-    """(tiles uint8 (N, 28, 28), labels DataFrame with a `kind` column added)."""
-    root = Path(root)
-    tiles = np.load(root / "tiles.npz")["tiles"]
-    labels = pd.read_csv(root / "labels.csv", dtype={"label": str})
+def load_part(root, part):
+    """One part's (tiles, labels) from root/<part>/: tiles.npz and labels.csv, whose `tile`
+    column is the tile's row in the npz."""
+    where = Path(root) / part
+    tiles = np.load(where / "tiles.npz")["tiles"]
+    labels = pd.read_csv(where / "labels.csv", dtype={"label": str})
     if len(labels) != len(tiles) or (labels["tile"].to_numpy() != np.arange(len(tiles))).any():
-        raise ValueError(f"{root}: labels.csv does not list tiles.npz's {len(tiles)} tiles in order")
+        raise ValueError(f"{where}: labels.csv does not list tiles.npz's {len(tiles)} tiles in order")
+    if (labels["part"] != part).any():
+        raise ValueError(f"{where}/labels.csv: rows of another part than {part!r}")
     unknown = sorted(set(labels["label"]) - set(map(str, range(10))) - set(KINDS))
     if unknown:
-        raise ValueError(f"{root}/labels.csv: unknown labels {unknown}")
+        raise ValueError(f"{where}/labels.csv: unknown labels {unknown}")
+    return tiles, labels
+
+
+def load_labelled(root="labels", parts=PARTS):
+    """(tiles uint8 (N, 28, 28), labels DataFrame with a `kind` column) of every part present,
+    in PARTS order; `tile` is renumbered to the row in the returned tiles."""
+    found = [load_part(root, part) for part in parts if (Path(root) / part / "labels.csv").is_file()]
+    if not found:
+        raise ValueError(f"{root}: no labelled part ({', '.join(parts)})")
+    tiles = np.concatenate([t for t, _ in found])
+    labels = pd.concat([lab for _, lab in found], ignore_index=True)
+    labels["tile"] = np.arange(len(labels))
     return tiles, labels.assign(kind=labels["label"].map(kind_of))
 
 
@@ -57,13 +74,10 @@ def judge_examples(root="labels", part="calibration"):
     the judge's "read" means as sure as a person's)."""
     from ebm.judge import NOT_A_DIGIT
 
-    tiles, labels = load_labelled(root)
-    keep = (labels["part"] == part).to_numpy()
-    if not keep.any():
-        raise ValueError(f"{root}/labels.csv: no tile in part {part!r}")
+    tiles, labels = load_labelled(root, parts=(part,))
     read = labels["kind"] == "digit"
-    y = np.where(read, labels["label"].where(read, "0").astype(int), NOT_A_DIGIT)[keep]
-    return to_unit_range(tiles[keep]).double(), torch.as_tensor(y)
+    y = np.where(read, labels["label"].where(read, "0").astype(int), NOT_A_DIGIT)
+    return to_unit_range(tiles).double(), torch.as_tensor(y)
 
 
 def figures_of(judge, tiles):
