@@ -43,6 +43,8 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from ebm.io import atomic_path, write_json, write_text  # noqa: E402
+from ebm.judge import load_judge  # noqa: E402
+from ebm.labels import reading_of_grid  # noqa: E402
 from ebm.params import ParamsError, load_params, resolve_scale  # noqa: E402
 from ebm.stage import run_stage  # noqa: E402
 from verdicts import (AGREES, CLAIMS, DISAGREES, GENERATE, JOURNEY_SCALE, LONG_RUN, NOT_AT_SCALE,  # noqa: E402
@@ -50,6 +52,7 @@ from verdicts import (AGREES, CLAIMS, DISAGREES, GENERATE, JOURNEY_SCALE, LONG_R
 from verdicts import fmt as verdicts_fmt  # noqa: E402
 
 OUT = Path("report")
+JUDGE = "checkpoints/judge/judge.pt"
 HEADLINE = "metrics/headline.json"
 
 EVAL_FIGURES = ["recognisable", "recognised_entropy", "recognised_classes", "top2_share", "noise_share",
@@ -121,6 +124,8 @@ class Run:
         self.judge = read_json("metrics/judge.json")
         self.data = read_json("metrics/data.json")
         self.has_long_run = self.long_run_cfg is not None or self.trains[LONG_RUN] is not None
+        # the judge, to score the tiles a person labelled beside their labels (labels/committed)
+        self.eye_judge = load_judge(JUDGE) if Path(JUDGE).is_file() else None
 
     def _long_run_params(self):
         """params.yaml's `long_run` section at this scale, or None: validated when the schema knows it."""
@@ -232,6 +237,9 @@ class Doc:
             figures = "".join(f"<li>{html.escape(f)}</li>" for f in verdict.figures)
             why = "" if verdict.word == AGREES else verdict.short
             note = "".join(f'<p class="note">{html.escape(t)}</p>' for t in (why, card.get("note")) if t)
+            if card.get("eye"):
+                note += f'<p class="eye">{html.escape(card["eye"])}</p>'
+
             out.append(f'<div class="card"><h3><a href="#{card["anchor"]}">{html.escape(card["title"])}</a></h3>'
                        f"{picture}{caption}"
                        f'<p class="word {WORD_CLASS.get(verdict.word, "notrun")}">{html.escape(verdict.word)}</p>'
@@ -242,7 +250,8 @@ class Doc:
             if not images:
                 self.md += [f"*{card['missing']}*", ""]
             self.md += [f"- {f}" for f in verdict.figures]
-            self.md += ([""] if verdict.figures else []) + [f"{t}\n" for t in (why, card.get("note")) if t]
+            texts = (why, card.get("note"), card.get("eye"))
+            self.md += ([""] if verdict.figures else []) + [f"{t}\n" for t in texts if t]
         out.append("</div>")
         self.html.append("".join(out))
 
@@ -262,6 +271,7 @@ class Doc:
                  "justify-content:center;text-align:center;padding:.3em}"
                  ".card .caption{color:#666;margin:.2em 0}.card ul{margin:.2em 0;padding-left:1.1em}"
                  ".card .note{color:#666;margin:.2em 0}"
+                 ".card .eye{color:#225;background:#eef;padding:.2em;margin:.2em 0}"
                  ".word{font-weight:bold;margin:.2em 0;padding:.1em .4em;border-radius:3px;display:inline-block}"
                  ".agrees{background:#d4f0d4;color:#1a5e1a}.disagrees{background:#f6d0d0;color:#8a1a1a}"
                  ".scale{background:#fbe7c2;color:#7a4a00}.notrun{background:#e4e4e4;color:#555}")
@@ -390,6 +400,20 @@ def epoch_of(grid):
     return int(re.sub(r"\D", "", grid.stem)) if grid else None
 
 
+def eye_note(grid, judge):
+    """One line for a card: what a person read on its grid beside the figures of the same tiles
+    (labels/committed, docs/labelling.md), or None when the grid was not labelled."""
+    reading = reading_of_grid(grid, judge) if judge is not None and grid else None
+    if reading is None:
+        return None
+    if reading.get("stale"):
+        return "read by eye: labels are of an earlier run of this grid"
+    kinds = ", ".join(f"{n} {k}" for k, n in reading["person_kinds"].items())
+    return (f"read by eye ({reading['tiles']} tiles): {kinds}. Person / figures: read {reading['person_read']:.2f} / "
+            f"{reading['read']:.2f}, noise {reading['person_noise']:.2f} / {reading['noise']:.2f}, "
+            f"blob {reading['person_blob']:.2f} / {reading['blob']:.2f}")
+
+
 def journey_cards(doc, run):
     doc.heading(2, "The journey in pictures", anchor="pictures")
     cards = []
@@ -401,7 +425,7 @@ def journey_cards(doc, run):
         title = f"{number}. {name}" if name in run.experiments else f"+ {name}"
         cards.append({"title": title, "anchor": name, "images": images,
                       "missing": f"no samples (status {train.get('status', 'not run')})",
-                      "verdict": agreement(run, name)})
+                      "verdict": agreement(run, name), "eye": eye_note(generated, run.eye_judge)})
     final = run.final_model()
     for model in run.models:
         gen = run.gens.get(model) or {}
@@ -411,7 +435,8 @@ def journey_cards(doc, run):
         cards.append({"title": f"generation from {model}", "anchor": gen_anchor(model),
                       "images": [(grid, f"{fmt(gen.get('steps'))} Langevin steps from noise")]
                       if gen and grid.is_file() else [], "missing": "no generation",
-                      "verdict": agreement(run, (GENERATE, model)), "note": note})
+                      "verdict": agreement(run, (GENERATE, model)), "note": note,
+                      "eye": eye_note(grid, run.eye_judge)})
     doc.cards(cards)
     doc.para("Each card: the step's generated samples at its last epoch (chains from noise under the model, as the "
              "original journey's pictures are), the training negatives beside them, whether the step agrees with "

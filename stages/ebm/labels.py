@@ -93,6 +93,29 @@ def figures_of(judge, tiles):
     return pd.DataFrame({"read": read, "read_class": probs.argmax(1), "noise": kind == "noise", "blob": kind == "blob"})
 
 
+def reading_of_grid(grid, judge, root="labels", part="committed"):
+    """What a person read on one grid of `part` beside what the figures say of the same tiles:
+    dict(tiles, person_read, person_noise, person_blob, person_kinds (kind -> count), read, noise,
+    blob), or None when that grid has no labels, or {"stale": True} when the grid's pixels are
+    no longer the ones labelled (the run was repeated since)."""
+    if not (Path(root) / part / "labels.csv").is_file():
+        return None
+    tiles, labels = load_labelled(root, parts=(part,))
+    mine = (labels["grid"] == Path(grid).as_posix()).to_numpy()
+    if not mine.any():
+        return None
+    tiles, labels = tiles[mine], labels[mine]
+    if not Path(grid).is_file() or not np.array_equal(cut_grid(grid)[labels["index"].to_numpy()], tiles):
+        return {"stale": True}
+    figures = figures_of(judge, tiles)
+    kind = labels["kind"]
+    return {"tiles": len(labels), "person_read": float((kind == "digit").mean()),
+            "person_noise": float((kind == "noise").mean()), "person_blob": float((kind == "blob").mean()),
+            "person_kinds": {k: int((kind == k).sum()) for k in KINDS if (kind == k).any()},
+            "read": float(figures["read"].mean()), "noise": float(figures["noise"].mean()),
+            "blob": float(figures["blob"].mean())}
+
+
 def agreement(labels, figures):
     """Per grid: the person's and the figures' shares (read, noise, blob), side by side; and the
     per-tile agreement over all the rows given."""
