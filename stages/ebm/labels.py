@@ -89,7 +89,7 @@ def figures_of(judge, tiles):
     x = to_unit_range(tiles)
     _, probs = embed(judge, x)
     read = probs.max(1) >= RECOGNISABLE
-    kind = kinds(x, read)
+    kind = kinds(x, probs)
     return pd.DataFrame({"read": read, "read_class": probs.argmax(1), "noise": kind == "noise", "blob": kind == "blob"})
 
 

@@ -246,7 +246,7 @@ def score(judge, samples, ref):
     features, probs = embed(judge, samples)
     out = {"n": len(samples), "fld": frechet_distance(features, ref.real.features),
            **manifold_metrics(ref.real, features, probs), **class_metrics(probs), **pixel_stats(samples),
-           **shape_figures(samples, probs.max(1) >= RECOGNISABLE)}
+           **shape_figures(samples, probs)}
     if ref.real_line:
         real = ref.real_line["typical"]
         out["typical_vs_real"] = out["typical"] / real if real else 0.0

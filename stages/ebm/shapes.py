@@ -17,12 +17,15 @@ blob    a patch thicker than a stroke that the judge does not read as a digit. T
         blobs are dithered, with holes a pixel wide). Its mean half-width (the mean distance of
         its pixels to the background) is at least BLOB_HALF_WIDTH, and its largest patch is
         compact: its deepest pixel at least BLOB_COMPACTNESS of the radius of a disc of the same
-        area. A stroke's half-width stays near 1.3 however long it is (calibration digits 1.52
-        and `unclear` scrawls 1.54 at the 95th percentile, blobs 1.75 at the median); thickened
-        digits are as wide, and their shape (and the judge reading them) keeps them out. A
-        white page (solid ink over more than BLOB_AREA of the frame) is no blob.
+        area (BLOB_COMPACTNESS when the judge's likeliest class is "not a digit"; a patch it takes
+        for some digit, even unsure, must be disc-like: BLOB_COMPACTNESS_DIGIT). A stroke's
+        half-width stays near 1.3 however long it is (calibration digits 1.52 and `unclear`
+        scrawls 1.54 at the 95th percentile, blobs 1.75 at the median); thickened digits are as
+        wide, and their shape keeps them out. A white page (solid ink over more than BLOB_AREA
+        of the frame) is no blob.
 
-`read` is the judge's verdict per image (sure of a digit); without it no image counts as read.
+`probs` are the judge's digit probabilities per image (`ebm.quality.embed`); without them no
+image counts as read, and every image as "not a digit".
 """
 import numpy as np
 import torch
@@ -33,8 +36,9 @@ NOISE_ISOLATED = 0.4       # calibration noise 0.40 at the median; blobs 0.36 an
 NOISE_ROUGHNESS = 0.3      # uniform noise 0.67, +-1 speckle 1.0; digits 0.19, blobs 0.26 at the 95th
 BLOB_HALF_WIDTH = 1.5      # calibration: digits 1.52, unclear 1.54 at the 95th percentile; blobs 1.40 at the 5th,
                            # 1.75 at the median (1.45-1.55 tried; 1.5 came closest to the person per grid)
-BLOB_COMPACTNESS = 0.5     # thickened control digits the judge does not read: 0.5 keeps their blob share
-                           # at the 0.05 the controls allow (0.06 without it); calibration blobs 0.71 at the median
+BLOB_COMPACTNESS = 0.5     # calibration blobs 0.71 at the median; 0.5 came closest to the person per grid
+BLOB_COMPACTNESS_DIGIT = 0.7   # thickened control digits the judge is unsure of: 0.5 left 5.4% of them blobs
+                               # (0.05 allowed), 0.7 1.2%; discs 0.85 and more
 BLOB_AREA = 0.9            # of the frame at most: a white page is `other`, a block that runs off the frame a blob
 SOLID_SIGMA = 1.0          # pixels: the closing that fills dithered holes
 
@@ -84,16 +88,20 @@ def thickness(images):
     return half_width, compact, area
 
 
-def kinds(images, read=None):
-    """(N,) 'speck', 'noise', 'blob' or '' (none of them) per image; read: (N,) bool, the judge
-    sure of a digit (a read image is never a blob)."""
+def kinds(images, probs=None):
+    """(N,) 'speck', 'noise', 'blob' or '' (none of them) per image. probs: (N, 10) the judge's
+    digit probabilities (a read image is never a blob)."""
+    from ebm.quality import RECOGNISABLE    # here: ebm.quality imports this module
+
     n = len(images)
-    read = np.zeros(n, bool) if read is None else np.asarray(read, bool)
+    probs = np.zeros((n, 10)) if probs is None else np.asarray(probs)
+    read = probs.max(1) >= RECOGNISABLE
+    not_a_digit = 1 - probs.sum(1) > probs.max(1)      # the eleventh class is the likeliest
     speck = ink_mask(images).sum((1, 2)) <= SPECK_INK
     noise = ~speck & ((isolated_share(images) >= NOISE_ISOLATED) | (roughness(images) >= NOISE_ROUGHNESS))
     half_width, compact, area = thickness(images)
-    blob = ~speck & ~noise & ~read & (half_width >= BLOB_HALF_WIDTH) & (compact >= BLOB_COMPACTNESS) & \
-        (area <= BLOB_AREA)
+    compact_enough = compact >= np.where(not_a_digit, BLOB_COMPACTNESS, BLOB_COMPACTNESS_DIGIT)
+    blob = ~speck & ~noise & ~read & (half_width >= BLOB_HALF_WIDTH) & compact_enough & (area <= BLOB_AREA)
     return np.where(speck, "speck", np.where(noise, "noise", np.where(blob, "blob", "")))
 
 
@@ -101,15 +109,15 @@ def is_noise(images):
     return kinds(images) == "noise"
 
 
-def is_blob(images, read=None):
-    return kinds(images, read) == "blob"
+def is_blob(images, probs=None):
+    return kinds(images, probs) == "blob"
 
 
-def shape_figures(images, read=None):
+def shape_figures(images, probs=None):
     """The share of images that are noise, blobs and specks, and the mean roughness."""
     if not len(images):
         return {"noise_share": float("nan"), "blob_share": float("nan"), "speck_share": float("nan"),
                 "roughness": float("nan")}
-    kind = kinds(images, read)
+    kind = kinds(images, probs)
     return {"noise_share": float((kind == "noise").mean()), "blob_share": float((kind == "blob").mean()),
             "speck_share": float((kind == "speck").mean()), "roughness": float(roughness(images).mean())}
