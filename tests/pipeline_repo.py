@@ -63,15 +63,15 @@ def copy_of(built, where):
     return where
 
 
-def run(args, cwd, check=True, **kwargs):
-    done = subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True, **kwargs)
+def run(args, cwd, check=True, env=ENV, **kwargs):
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, **kwargs)
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, args))} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return done
 
 
-def dvc(*args, cwd, check=True):
-    return run([sys.executable, "-m", "dvc", *args], cwd, check)
+def dvc(*args, cwd, check=True, env=ENV):
+    return run([sys.executable, "-m", "dvc", *args], cwd, check, env)
 
 
 def make_repo(where, edit=tiny_params):
