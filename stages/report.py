@@ -44,7 +44,7 @@ import yaml  # noqa: E402
 
 from ebm.io import atomic_path, write_json, write_text  # noqa: E402
 from ebm.judge import load_judge  # noqa: E402
-from ebm.labels import reading_of_grid  # noqa: E402
+from ebm.labels import load_labelled, reading_of_grid  # noqa: E402
 from ebm.params import ParamsError, load_params, resolve_scale  # noqa: E402
 from ebm.stage import run_stage  # noqa: E402
 from verdicts import (AGREES, CLAIMS, DISAGREES, GENERATE, JOURNEY_SCALE, LONG_RUN, NOT_AT_SCALE,  # noqa: E402
@@ -53,6 +53,7 @@ from verdicts import fmt as verdicts_fmt  # noqa: E402
 
 OUT = Path("report")
 JUDGE = "checkpoints/judge/judge.pt"
+LABELS = "labels"
 HEADLINE = "metrics/headline.json"
 
 EVAL_FIGURES = ["recognisable", "recognised_entropy", "recognised_classes", "top2_share", "noise_share",
@@ -124,8 +125,10 @@ class Run:
         self.judge = read_json("metrics/judge.json")
         self.data = read_json("metrics/data.json")
         self.has_long_run = self.long_run_cfg is not None or self.trains[LONG_RUN] is not None
-        # the judge, to score the tiles a person labelled beside their labels (labels/committed)
-        self.eye_judge = load_judge(JUDGE) if Path(JUDGE).is_file() else None
+        # the committed run's grids read by eye, and the judge to score the same tiles beside them
+        labelled = Path(LABELS) / "committed" / "labels.csv"
+        self.eye = (load_labelled(LABELS, parts=("committed",)), load_judge(JUDGE)) \
+            if labelled.is_file() and Path(JUDGE).is_file() else None
 
     def _long_run_params(self):
         """params.yaml's `long_run` section at this scale, or None: validated when the schema knows it."""
@@ -239,7 +242,6 @@ class Doc:
             note = "".join(f'<p class="note">{html.escape(t)}</p>' for t in (why, card.get("note")) if t)
             if card.get("eye"):
                 note += f'<p class="eye">{html.escape(card["eye"])}</p>'
-
             out.append(f'<div class="card"><h3><a href="#{card["anchor"]}">{html.escape(card["title"])}</a></h3>'
                        f"{picture}{caption}"
                        f'<p class="word {WORD_CLASS.get(verdict.word, "notrun")}">{html.escape(verdict.word)}</p>'
@@ -400,10 +402,10 @@ def epoch_of(grid):
     return int(re.sub(r"\D", "", grid.stem)) if grid else None
 
 
-def eye_note(grid, judge):
+def eye_note(grid, eye):
     """One line for a card: what a person read on its grid beside the figures of the same tiles
-    (labels/committed, docs/labelling.md), or None when the grid was not labelled."""
-    reading = reading_of_grid(grid, judge) if judge is not None and grid else None
+    (eye: labels/committed and the judge; docs/labelling.md), or None when the grid was not labelled."""
+    reading = reading_of_grid(grid, *eye) if eye is not None and grid else None
     if reading is None:
         return None
     if reading.get("stale"):
@@ -425,7 +427,7 @@ def journey_cards(doc, run):
         title = f"{number}. {name}" if name in run.experiments else f"+ {name}"
         cards.append({"title": title, "anchor": name, "images": images,
                       "missing": f"no samples (status {train.get('status', 'not run')})",
-                      "verdict": agreement(run, name), "eye": eye_note(generated, run.eye_judge)})
+                      "verdict": agreement(run, name), "eye": eye_note(generated, run.eye)})
     final = run.final_model()
     for model in run.models:
         gen = run.gens.get(model) or {}
@@ -436,7 +438,7 @@ def journey_cards(doc, run):
                       "images": [(grid, f"{fmt(gen.get('steps'))} Langevin steps from noise")]
                       if gen and grid.is_file() else [], "missing": "no generation",
                       "verdict": agreement(run, (GENERATE, model)), "note": note,
-                      "eye": eye_note(grid, run.eye_judge)})
+                      "eye": eye_note(grid, run.eye)})
     doc.cards(cards)
     doc.para("Each card: the step's generated samples at its last epoch (chains from noise under the model, as the "
              "original journey's pictures are), the training negatives beside them, whether the step agrees with "

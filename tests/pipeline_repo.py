@@ -96,3 +96,8 @@ def edit_params(where, change):
     params = yaml.safe_load((where / "params.yaml").read_text())
     change(params)
     (where / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def overlaid_files(shown, quantity):
+    """The data files `dvc plots show --json` overlays in one curve."""
+    return {row["filename"] for row in shown[quantity][0]["content"]["data"]["values"]}

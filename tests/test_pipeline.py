@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from pipeline_repo import EXPERIMENTS, FINAL_EPOCHS, copy_of, dvc, edit_params
+from pipeline_repo import EXPERIMENTS, FINAL_EPOCHS, copy_of, dvc, edit_params, overlaid_files
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +65,10 @@ def test_plots_show_overlays_the_experiments(repo):
     shown = json.loads(dvc("plots", "show", "--json", cwd=repo).stdout)["data"]
     for quantity in ["loss", "e_pos", "e_neg", "reg", "r1", "grad_norm", "lr"]:
         assert quantity in shown, f"no plot {quantity}: {sorted(shown)[:20]}"
-        rows = shown[quantity][0]["content"]["data"]["values"]
-        overlaid = {row["filename"] for row in rows}
-        assert overlaid == {f"{name}.csv" for name in EXPERIMENTS[1:]}   # exp 1 stops before its first step
+        # exp 1 stops before its first step
+        assert overlaid_files(shown, quantity) == {f"{name}.csv" for name in EXPERIMENTS[1:]}
     for quantity in ["negatives_class_entropy", "negatives_coverage"]:     # the judge's view, per epoch
-        rows = shown[quantity][0]["content"]["data"]["values"]
-        assert {row["filename"] for row in rows} == {f"{name}.csv" for name in EXPERIMENTS[1:]}
+        assert overlaid_files(shown, quantity) == {f"{name}.csv" for name in EXPERIMENTS[1:]}
     images = [key for key in shown if key.endswith(".png")]
     assert any("hq_samples_k20.png" in key for key in images)
     assert any("plots/samples/final_training" in key for key in images)

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from pipeline_repo import ENV, EXPERIMENTS, dvc, make_repo
+from pipeline_repo import ENV, EXPERIMENTS, dvc, make_repo, overlaid_files
 
 # The sizes, shrunk to seconds. A size given per scale is set at `.seed` only: the CPU scale's
 # values stay as they are. 256 digits: two batches of 128 per epoch.
@@ -96,8 +96,7 @@ def test_sample_epochs_beyond_the_run_are_skipped(repo):
 def test_plots_show_overlays_the_experiments(repo):
     shown = json.loads(dvc("plots", "show", "--json", cwd=repo).stdout)["data"]
     for quantity in ["loss", "e_neg", "negatives_class_entropy", "generated_recognisable"]:
-        rows = shown[quantity][0]["content"]["data"]["values"]
-        assert {row["filename"] for row in rows} == {f"{name}.csv" for name in EXPERIMENTS[1:]}
+        assert overlaid_files(shown, quantity) == {f"{name}.csv" for name in EXPERIMENTS[1:]}
     images = [key for key in shown if key.endswith(".png")]
     assert any("plots/generate/final_training/hq_samples_k20.png" in key for key in images)
     assert any("plots/abilities/long_run/energy_hist.png" in key for key in images)

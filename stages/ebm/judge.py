@@ -1,8 +1,8 @@
 """The judge: a LeNet-5 that reads digits and says "not a digit", scoring samples (`ebm.quality`).
 
-Trained on the data stage's train split, never its test split. Ten of its eleven classes are the digits; the
-eleventh, NOT_A_DIGIT, is trained on synthetic images that are no digit (`non_digits`) and on
-the EBM's own samples that a person did not read (the calibration part of labels/).
+Trained on the data stage's train split, never its test split. Ten of its eleven classes are
+the digits; the eleventh, NOT_A_DIGIT, is trained on synthetic images that are no digit
+(`non_digits`) and on the EBM's own samples that a person did not read (labels/calibration).
 A ten-class classifier must call everything some digit, and it does so confidently: one that
 reads 99% of real test digits was at least 0.9 sure of 22% of +-1 speckle and 61% of
 sharp-edged blobs. With the eleventh class it can say no. The digits are augmented with small

@@ -93,14 +93,13 @@ def figures_of(judge, tiles):
     return pd.DataFrame({"read": read, "read_class": probs.argmax(1), "noise": kind == "noise", "blob": kind == "blob"})
 
 
-def reading_of_grid(grid, judge, root="labels", part="committed"):
-    """What a person read on one grid of `part` beside what the figures say of the same tiles:
-    dict(tiles, person_read, person_noise, person_blob, person_kinds (kind -> count), read, noise,
-    blob), or None when that grid has no labels, or {"stale": True} when the grid's pixels are
-    no longer the ones labelled (the run was repeated since)."""
-    if not (Path(root) / part / "labels.csv").is_file():
-        return None
-    tiles, labels = load_labelled(root, parts=(part,))
+def reading_of_grid(grid, labelled, judge):
+    """What a person read on one grid beside what the figures say of the same tiles. labelled:
+    (tiles, labels) as `load_labelled` returns them. dict(tiles, person_read, person_noise,
+    person_blob, person_kinds (kind -> count), read, noise, blob), or None when that grid has no
+    labels, or {"stale": True} when the grid's pixels are no longer the ones labelled (the run
+    was repeated since)."""
+    tiles, labels = labelled
     mine = (labels["grid"] == Path(grid).as_posix()).to_numpy()
     if not mine.any():
         return None

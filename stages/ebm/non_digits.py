@@ -50,9 +50,11 @@ def ellipses(n, generator):
     return out[:, None]
 
 
-def synthetic(n, generator):
-    """Uniform noise, +-1 speckle of any density, smooth noise, ellipses and constant greys, in
-    equal shares, each with random strength."""
+def non_digits(n, generator):
+    """n images of class NOT_A_DIGIT: uniform noise, +-1 speckle of any density, smooth noise,
+    ellipses and constant greys, in equal shares, each with random strength."""
+    if n == 0:
+        return torch.empty((0, 1, SIZE, SIZE), dtype=torch.float64)
     kind = torch.randint(0, 5, (n,), generator=generator)
     level = _rand(generator, n, 1, 1, 1)
     uniform = _rand(generator, n, 1, SIZE, SIZE) * 2 - 1
@@ -62,11 +64,3 @@ def synthetic(n, generator):
     constant = (level * 2 - 1).expand(n, 1, SIZE, SIZE)
     options = torch.stack([uniform * (0.3 + 0.7 * level), speckle, smooth, ellipses(n, generator), constant])
     return options[kind, torch.arange(n)]
-
-
-
-def non_digits(n, generator):
-    """n images of class NOT_A_DIGIT (`synthetic`)."""
-    if n == 0:
-        return torch.empty((0, 1, SIZE, SIZE), dtype=torch.float64)
-    return synthetic(n, generator)
