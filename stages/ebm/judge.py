@@ -62,6 +62,11 @@ def augment_digits(x, generator):
     return torch.where(binary, torch.where(x > 0, 1.0, -1.0).to(x.dtype), x)
 
 
+def _halves(n, parts):
+    """n split into `parts` (1 or 2) counts that differ by at most one."""
+    return [n] if parts == 1 else [n - n // 2, n // 2]
+
+
 def train_judge(x_train, y_train, seed, epochs, batch_size, lr, device="cpu", max_shift=0, non_digit_ratio=0.0,
                 read_by_eye=None, read_by_eye_per_batch=0):
     """Adam on cross-entropy; x_train float (N, 1, 28, 28) in [-1, 1], y_train int labels 0-9.
@@ -70,7 +75,9 @@ def train_judge(x_train, y_train, seed, epochs, batch_size, lr, device="cpu", ma
     NOT_A_DIGIT, and its digits are augmented (`augment_digits`).
     read_by_eye: (x, y) of generated samples a person labelled (y a digit, or NOT_A_DIGIT for
     every tile the person did not read); each batch also holds read_by_eye_per_batch of them,
-    drawn with replacement and shifted by up to 2 pixels.
+    drawn with replacement and shifted by up to 2 pixels: half of them from the tiles read as a
+    digit and half from the rest. Drawn from the whole pool, ~95% would be non-digits (most of a
+    journey's grids are failures), and the judge learnt to refuse the EBM's legible digits too.
     Seeded without touching the global RNG: init, shuffling, augmentation, the non-digits and
     the +-`max_shift` pixel translations all come from `seed`. Trained in float64, returned in float32 and eval mode:
     float32 sums taken in another order (another CPU's vector width, oneDNN's kernel choice)
@@ -85,6 +92,8 @@ def train_judge(x_train, y_train, seed, epochs, batch_size, lr, device="cpu", ma
     if read_by_eye is not None:
         eye_x = torch.as_tensor(read_by_eye[0], dtype=torch.float64)
         eye_y = torch.as_tensor(read_by_eye[1], dtype=torch.int64)
+        eye_groups = [torch.nonzero(read).ravel() for read in (eye_y != NOT_A_DIGIT, eye_y == NOT_A_DIGIT)]
+        eye_groups = [group for group in eye_groups if len(group)]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LeNet5().double()
@@ -103,7 +112,8 @@ def train_judge(x_train, y_train, seed, epochs, batch_size, lr, device="cpu", ma
                 y = torch.cat([y, torch.full((len(picked),), NOT_A_DIGIT)])
             x = _shift(x, max_shift, generator) if max_shift else x
             if read_by_eye is not None and read_by_eye_per_batch:
-                pick = torch.randint(0, len(eye_x), (read_by_eye_per_batch,), generator=generator)
+                pick = torch.cat([group[torch.randint(0, len(group), (n,), generator=generator)]
+                                  for group, n in zip(eye_groups, _halves(read_by_eye_per_batch, len(eye_groups)))])
                 x = torch.cat([x, _shift(eye_x[pick], 2, generator)])
                 y = torch.cat([y, eye_y[pick]])
             loss = F.cross_entropy(model(x.to(device)), y.to(device))
