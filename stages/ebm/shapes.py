@@ -2,8 +2,8 @@
 
 The kinds and their thresholds follow a person's reading of the EBM's own samples
 (labels/, protocol in docs/labelling.md): each threshold was set on the calibration part
-(seed 43's and seed 45's grids) and on the synthetic controls (`ebm.controls`), never on the held-out
-parts. The tests are exclusive and taken in this order:
+(seed 43's and seed 45's grids) and on the synthetic controls (`ebm.controls`), never on the
+held-out parts. The tests are exclusive and taken in this order:
 
 speck   at most SPECK_INK pixels of ink (> 0): a nearly empty frame.
 noise   texture: at least NOISE_ISOLATED of the ink pixels stand alone (at most one of their
