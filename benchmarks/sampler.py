@@ -3,7 +3,8 @@
     python benchmarks/sampler.py                      # batch 128, K = 60, 5 repeats
     python benchmarks/sampler.py --repeats 9 --out benchmarks/results/cpu.json
     python benchmarks/sampler.py --keep-freed-memory  # glibc keeps freed memory: see below
-    python benchmarks/sampler.py --devices cuda       # the GPU alone (the CPU's figures take minutes)
+    python benchmarks/sampler.py --devices cuda       # the GPU alone (the CPU's figures
+                                                        take minutes)
 
 Same weights, same start batch, same K, in one process. Prints images x Langevin steps
 per second for (a) the reference loop written the way tutorials do (parameters frozen,
@@ -22,6 +23,7 @@ host and the project's lead shrinks (docs/performance.md). The page faults per L
 each loop, over its timed runs, are recorded either way. The stages do not set the
 thresholds: they do not speed the stages up.
 """
+
 import argparse
 import ctypes
 import json
@@ -44,7 +46,11 @@ from ebm.runtime import place  # noqa: E402
 from ebm.sampler import Chain, fast_input_grad, langevin  # noqa: E402
 
 STEP, NOISE, CLAMP = 10.0, 0.005, 0.03
-M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3   # glibc's mallopt() parameters (malloc.h)
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = (
+    -1,
+    -2,
+    -3,
+)  # glibc's mallopt() parameters (malloc.h)
 KEEP_FREED = {M_TRIM_THRESHOLD: 256 << 20, M_TOP_PAD: 16 << 20, M_MMAP_THRESHOLD: 32 << 20}
 LIBC = platform.libc_ver()[0] or "unknown libc"
 
@@ -58,7 +64,10 @@ def keep_freed_memory():
     libc = ctypes.CDLL("libc.so.6")
     if not all(libc.mallopt(option, value) for option, value in KEEP_FREED.items()):
         raise RuntimeError("glibc's mallopt refused the trim threshold, top pad or mmap threshold")
-    return "glibc, freed memory kept (M_TRIM_THRESHOLD 256 MiB, M_TOP_PAD 16 MiB, M_MMAP_THRESHOLD 32 MiB)"
+    return (
+        "glibc, freed memory kept (M_TRIM_THRESHOLD 256 MiB, M_TOP_PAD 16 MiB, "
+        "M_MMAP_THRESHOLD 32 MiB)"
+    )
 
 
 def minor_page_faults():
@@ -72,7 +81,9 @@ def reference_loop(model, x, steps):
         p.requires_grad = False
     x = x.clone()
     x.requires_grad = True
-    noise = torch.empty(x.shape, device=x.device)   # the tutorial fills it with randn; normal_ redraws it anyway
+    noise = torch.empty(
+        x.shape, device=x.device
+    )  # the tutorial fills it with randn; normal_ redraws it anyway
     for _ in range(steps):
         noise.normal_(0, NOISE)
         x.data.add_(noise.data)
@@ -101,22 +112,25 @@ def timed(fn, device):
 
 def bench_device(device, batch, steps, repeats):
     torch.manual_seed(0)
-    plain = EnergyNet(32).to(device)                       # as a tutorial builds it
-    model = place(EnergyNet(32), device)                   # as the stages build it (layout per device)
+    plain = EnergyNet(32).to(device)  # as a tutorial builds it
+    model = place(EnergyNet(32), device)  # as the stages build it (layout per device)
     model.load_state_dict(plain.state_dict())
     x0 = torch.rand(batch, 1, 28, 28, device=device) * 2 - 1
     work = batch * steps
-    runs = {"reference": lambda: reference_loop(plain, x0, steps),
-            "project": lambda: langevin(model, x0, Chain(steps, STEP, NOISE, CLAMP))}
-    if device.type == "cuda":   # the opt-in speed paths (train.sampler.precision / compile)
+    runs = {
+        "reference": lambda: reference_loop(plain, x0, steps),
+        "project": lambda: langevin(model, x0, Chain(steps, STEP, NOISE, CLAMP)),
+    }
+    if device.type == "cuda":  # the opt-in speed paths (train.sampler.precision / compile)
         for precision, compiled in (("bf16", False), ("fp32", True), ("bf16", True)):
             fast = fast_input_grad(model, precision, compiled)
-            runs[f"project_{precision}{'_compiled' if compiled else ''}"] = (
-                lambda fast=fast: langevin(model, x0, Chain(steps, STEP, NOISE, CLAMP), grad_fn=fast))
-    for fn in runs.values():   # warm-up (allocator, kernels, thread pools)
+            runs[f"project_{precision}{'_compiled' if compiled else ''}"] = lambda fast=fast: (
+                langevin(model, x0, Chain(steps, STEP, NOISE, CLAMP), grad_fn=fast)
+            )
+    for fn in runs.values():  # warm-up (allocator, kernels, thread pools)
         fn()
     rates, faults = {name: [] for name in runs}, {name: 0 for name in runs}
-    for _ in range(repeats):   # interleaved, so a busy moment hits both alike
+    for _ in range(repeats):  # interleaved, so a busy moment hits both alike
         for name, fn in runs.items():
             before = minor_page_faults()
             rates[name].append(work / timed(fn, device))
@@ -129,17 +143,26 @@ def bench_device(device, batch, steps, repeats):
     iteration_s = time_training_iteration(model, device, batch, steps, 0.1, repeats)
     median = {name: statistics.median(r) for name, r in rates.items()}
     journey = project_seed_journey(model, device, repeats)
-    return {"device": str(device), "batch": batch, "steps": steps, "repeats": repeats,
-            "threads": torch.get_num_threads(),
-            "reference_img_steps_per_s": round(median["reference"], 1),
-            "project_img_steps_per_s": round(median["project"], 1),
-            "speedup": round(median["project"] / median["reference"], 3),
-            "all_runs": {name: [round(v, 1) for v in r] for name, r in rates.items()},
-            "speedup_by_variant": {name: round(median[name] / median["reference"], 2) for name in median},
-            "max_abs_difference_same_seed": (a - b).abs().max().item(),
-            "page_faults_per_step": {name: round(f / (repeats * steps), 1) for name, f in faults.items()},
-            "training_iteration_s": round(iteration_s, 3),
-            "seed_scale_projection": journey}
+    return {
+        "device": str(device),
+        "batch": batch,
+        "steps": steps,
+        "repeats": repeats,
+        "threads": torch.get_num_threads(),
+        "reference_img_steps_per_s": round(median["reference"], 1),
+        "project_img_steps_per_s": round(median["project"], 1),
+        "speedup": round(median["project"] / median["reference"], 3),
+        "all_runs": {name: [round(v, 1) for v in r] for name, r in rates.items()},
+        "speedup_by_variant": {
+            name: round(median[name] / median["reference"], 2) for name in median
+        },
+        "max_abs_difference_same_seed": (a - b).abs().max().item(),
+        "page_faults_per_step": {
+            name: round(f / (repeats * steps), 1) for name, f in faults.items()
+        },
+        "training_iteration_s": round(iteration_s, 3),
+        "seed_scale_projection": journey,
+    }
 
 
 def time_training_iteration(model, device, batch, steps, r1_weight, repeats, total=False):
@@ -157,19 +180,22 @@ def time_training_iteration(model, device, batch, steps, r1_weight, repeats, tot
         loss.backward()
         optimizer.step()
 
-    iteration()   # warm-up
+    iteration()  # warm-up
     if total:
         return timed(lambda: [iteration() for _ in range(repeats)], device)
     return statistics.median(timed(iteration, device) for _ in range(max(1, repeats // 2)))
 
 
-SEED_TRAIN_DIGITS = 60_000   # full MNIST's train split
+SEED_TRAIN_DIGITS = 60_000  # full MNIST's train split
 
 
 def seed_scale_params():
     """params.yaml resolved and validated at scale `seed`, whichever scale it selects now."""
-    return load_params(ROOT / "params.yaml", sections=["train", "experiments", "evaluate", "generate", "long_run"],
-                       scale="seed")
+    return load_params(
+        ROOT / "params.yaml",
+        sections=["train", "experiments", "evaluate", "generate", "long_run"],
+        scale="seed",
+    )
 
 
 def project_seed_journey(model, device, repeats):
@@ -178,52 +204,91 @@ def project_seed_journey(model, device, repeats):
     them, the long run included (an estimate, not a run). Experiment 1 stops at its error
     in its first iteration: left out."""
     params = seed_scale_params()
-    trained = {name: experiment_config(params, name) for name in params["experiments"]
-               if not experiment_config(params, name)["expected_error"]}
-    kinds = {name: (c["batch_size"], c["sampler"]["steps"], c["loss"]["r1_weight"]) for name, c in trained.items()}
-    per_iteration = {kind: time_training_iteration(model, device, *kind, repeats) for kind in set(kinds.values())}
-    per_epoch = {name: SEED_TRAIN_DIGITS // kinds[name][0] for name in trained}   # train.py drops a partial batch
+    trained = {
+        name: experiment_config(params, name)
+        for name in params["experiments"]
+        if not experiment_config(params, name)["expected_error"]
+    }
+    kinds = {
+        name: (c["batch_size"], c["sampler"]["steps"], c["loss"]["r1_weight"])
+        for name, c in trained.items()
+    }
+    per_iteration = {
+        kind: time_training_iteration(model, device, *kind, repeats) for kind in set(kinds.values())
+    }
+    per_epoch = {
+        name: SEED_TRAIN_DIGITS // kinds[name][0] for name in trained
+    }  # train.py drops a partial batch
 
-    def chain_rate(batch, steps=20):   # image-steps per second of one batch's chain
+    def chain_rate(batch, steps=20):  # image-steps per second of one batch's chain
         x = torch.rand(batch, 1, 28, 28, device=device) * 2 - 1
         langevin(model, x, Chain(2, STEP, NOISE, CLAMP))
-        return batch * steps / timed(lambda: langevin(model, x, Chain(steps, STEP, NOISE, CLAMP)), device)
+        return (
+            batch
+            * steps
+            / timed(lambda: langevin(model, x, Chain(steps, STEP, NOISE, CLAMP)), device)
+        )
 
     # One epoch of the final experiment, run in full on a GPU (seconds there); projected
     # from the median iteration on a CPU (about ten minutes there).
     final = "final_training"
     epoch_timed = device.type == "cuda"
-    epoch_s = (time_training_iteration(model, device, *kinds[final], per_epoch[final], total=True)
-               if epoch_timed else per_epoch[final] * per_iteration[kinds[final]])
-    train_s = {name: c["epochs"] * per_epoch[name] * per_iteration[kinds[name]] for name, c in trained.items()}
+    epoch_s = (
+        time_training_iteration(model, device, *kinds[final], per_epoch[final], total=True)
+        if epoch_timed
+        else per_epoch[final] * per_iteration[kinds[final]]
+    )
+    train_s = {
+        name: c["epochs"] * per_epoch[name] * per_iteration[kinds[name]]
+        for name, c in trained.items()
+    }
     # The long run: an iteration of the experiment it continues (an upper bound: only the buffer's
     # share of the batch runs its K steps) plus the long-lived pool's own steps.
     run, pool = params["long_run"], params["long_run"]["pool"]
     pool_s = pool["chains"] * pool["steps"] / chain_rate(pool["chains"])
-    train_s["long_run"] = run["epochs"] * (SEED_TRAIN_DIGITS // run["batch_size"]) * (
-        per_iteration[kinds[run["continues"]]] + pool_s)
+    train_s["long_run"] = (
+        run["epochs"]
+        * (SEED_TRAIN_DIGITS // run["batch_size"])
+        * (per_iteration[kinds[run["continues"]]] + pool_s)
+    )
     ev, gen = params["evaluate"], params["generate"]
     evaluate_s = len(trained) * ev["num_samples"] * ev["fresh_steps"] / chain_rate(ev["batch_size"])
-    generate_s = sum(chains * gen["steps"] / chain_rate(chains) for chains in gen["chains"].values())
+    generate_s = sum(
+        chains * gen["steps"] / chain_rate(chains) for chains in gen["chains"].values()
+    )
     total_s = sum(train_s.values()) + evaluate_s + generate_s
-    return {"iteration_s": {f"batch{b}_K{k}_r1_{r}": round(v, 4) for (b, k, r), v in per_iteration.items()},
-            "one_epoch_final_training_s": round(epoch_s, 1),
-            "one_epoch_timed": epoch_timed,
-            "train_s": {k: round(v, 1) for k, v in train_s.items()},
-            "evaluate_s": round(evaluate_s, 1), "generate_s": round(generate_s, 1),
-            "journey_minutes": round(total_s / 60, 1)}
+    return {
+        "iteration_s": {
+            f"batch{b}_K{k}_r1_{r}": round(v, 4) for (b, k, r), v in per_iteration.items()
+        },
+        "one_epoch_final_training_s": round(epoch_s, 1),
+        "one_epoch_timed": epoch_timed,
+        "train_s": {k: round(v, 1) for k, v in train_s.items()},
+        "evaluate_s": round(evaluate_s, 1),
+        "generate_s": round(generate_s, 1),
+        "journey_minutes": round(total_s / 60, 1),
+    }
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default="benchmarks/results/sampler.json")
-    parser.add_argument("--devices", nargs="+", choices=["cpu", "cuda"],
-                        help="which to measure (default: the CPU, and CUDA when present)")
-    parser.add_argument("--keep-freed-memory", action="store_true",
-                        help="set glibc's trim and mmap thresholds first (both loops, the whole process)")
+    parser.add_argument(
+        "--devices",
+        nargs="+",
+        choices=["cpu", "cuda"],
+        help="which to measure (default: the CPU, and CUDA when present)",
+    )
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="set glibc's trim and mmap thresholds first (both loops, the whole process)",
+    )
     args = parser.parse_args()
     if args.keep_freed_memory and LIBC != "glibc":
         parser.error(f"--keep-freed-memory needs Linux with glibc (this host: {LIBC})")
@@ -232,20 +297,32 @@ def main():
     if "cuda" in names and not torch.cuda.is_available():
         parser.error("--devices cuda: torch sees no CUDA GPU")
     devices = [torch.device(name) for name in names]
-    results = [{**bench_device(d, args.batch, args.steps, args.repeats), "allocator": allocator} for d in devices]
+    results = [
+        {**bench_device(d, args.batch, args.steps, args.repeats), "allocator": allocator}
+        for d in devices
+    ]
     for r in results:
-        print(f"{r['device']}: reference {r['reference_img_steps_per_s']:.0f}, project "
-              f"{r['project_img_steps_per_s']:.0f} img-steps/s -> {r['speedup']:.3f}x "
-              f"(median of {r['repeats']}, batch {r['batch']}, K {r['steps']}, {r['threads']} threads, {allocator}); "
-              f"one training iteration {r['training_iteration_s']:.2f} s; same-seed max |diff| "
-              f"{r['max_abs_difference_same_seed']:.2e}; page faults per step {r['page_faults_per_step']}")
+        print(
+            f"{r['device']}: reference {r['reference_img_steps_per_s']:.0f}, project "
+            f"{r['project_img_steps_per_s']:.0f} img-steps/s -> {r['speedup']:.3f}x "
+            f"(median of {r['repeats']}, batch {r['batch']}, K {r['steps']}, {r['threads']} "
+            f"threads, {allocator}); "
+            f"one training iteration {r['training_iteration_s']:.2f} s; same-seed max |diff| "
+            f"{r['max_abs_difference_same_seed']:.2e}; page faults per step "
+            f"{r['page_faults_per_step']}"
+        )
         j = r["seed_scale_projection"]
-        print(f"  seed scale: one epoch of final_training {j['one_epoch_final_training_s']:.0f} s "
-              f"({'timed' if j['one_epoch_timed'] else 'projected'}); projected "
-              f"whole journey {j['journey_minutes']:.0f} min (train {sum(j['train_s'].values()):.0f} s, "
-              f"evaluate {j['evaluate_s']:.0f} s, generate {j['generate_s']:.0f} s)")
+        print(
+            f"  seed scale: one epoch of final_training {j['one_epoch_final_training_s']:.0f} s "
+            f"({'timed' if j['one_epoch_timed'] else 'projected'}); projected "
+            f"whole journey {j['journey_minutes']:.0f} min (train {sum(j['train_s'].values()):.0f} "
+            f"s, "
+            f"evaluate {j['evaluate_s']:.0f} s, generate {j['generate_s']:.0f} s)"
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"torch": torch.__version__, "results": results}, indent=2) + "\n")
+    Path(args.out).write_text(
+        json.dumps({"torch": torch.__version__, "results": results}, indent=2) + "\n"
+    )
 
 
 if __name__ == "__main__":

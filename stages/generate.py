@@ -9,7 +9,8 @@ with the noise std moving linearly from `noise_std` to `noise_std_final`. The ch
 recorded at each step of `snapshots` (0 = the starting state; the last step always is) and
 scored there by the judge (ebm.quality: density, coverage, recognisable, class entropy,
 ink, ...), beside what as many real digits score. Writes, atomically, in plots/generate/<model>/:
-  hq_samples_k<steps>.png   the final grid, the first 64 chains (EBM-MNIST-Journey's hq_samples_k20000.png)
+  hq_samples_k<steps>.png   the final grid, the first 64 chains (EBM-MNIST-Journey's
+                            hq_samples_k20000.png)
   chain_snapshots.png       `show_chains` chains (rows) at every snapshot (columns)
   energy.csv                energy quantiles at every snapshot and every SEGMENT steps
   class_counts.csv          the judge's predicted classes at every snapshot (a row each)
@@ -23,6 +24,7 @@ Nijkamp et al. (2020): a model whose long chains stay realistic is "convergent";
 chains drift (oversaturate, collapse to few classes, dissolve into noise) learnt a sampler
 that only works for its short training chains. The verdict says which, from the numbers.
 """
+
 import json
 import sys
 import time
@@ -46,23 +48,35 @@ from ebm.runtime import pick_device, seed_everything
 from ebm.sampler import Chain, langevin
 from ebm.stage import run_stage
 
-SEGMENT = 500          # most steps per sampler call: the noise schedule is constant within one
-GRID = 64              # images in the final grid
+SEGMENT = 500  # most steps per sampler call: the noise schedule is constant within one
+GRID = 64  # images in the final grid
 
 # The verdict's rules, the original journey's claim and no more: "diverse and recognizable digits"
-# after 20,000 steps, and (Nijkamp et al. 2020's test of a long chain) no drift since REFERENCE_STEP.
+# after 20,000 steps, and (Nijkamp et al. 2020's test of a long chain) no drift since
+# REFERENCE_STEP.
 REFERENCE_STEP = 1000  # the chains' first realistic state: the last snapshot is compared with it
-MIN_ENTROPY = 0.9      # diverse: the recognisable chains' class entropy (1 = uniform) at least this at every
-MIN_CLASSES = 10       # snapshot >= REFERENCE_STEP, and all ten classes among them (each >= 2% of them)
+MIN_ENTROPY = (
+    0.9  # diverse: the recognisable chains' class entropy (1 = uniform) at least this at every
+)
+MIN_CLASSES = 10  # snapshot >= REFERENCE_STEP, and all ten classes among them (each >= 2% of them)
 MIN_RECOGNISABLE = 0.5  # recognisable: most chains at the last step (real test digits 0.95 or more)
-KEEP_FRACTION = 0.9    # no drift: recognisable, coverage and density at the last step >= 90% of their
-FLD_GROWTH = 1.2       # reference values, and the Frechet distance at most 1.2x its reference value
+KEEP_FRACTION = 0.9  # no drift: recognisable, coverage and density at the last step >= 90% of their
+FLD_GROWTH = 1.2  # reference values, and the Frechet distance at most 1.2x its reference value
 # Beyond the claim, reported beside the verdict (`beyond_the_claim`) and never in it: how typical
 # of MNIST's strokes the chains are, and their ink and white (saturated stroke) fractions against
 # the test digits'.
 # The binarised real line's figures: real digits with every pixel at +-1, the style of a cold chain.
-BINARISED_FIGURES = ("fld", "density", "coverage", "recognisable", "typical", "typical_vs_real", "class_entropy",
-                     "ink", "white")
+BINARISED_FIGURES = (
+    "fld",
+    "density",
+    "coverage",
+    "recognisable",
+    "typical",
+    "typical_vs_real",
+    "class_entropy",
+    "ink",
+    "white",
+)
 
 
 def fail(message):
@@ -70,10 +84,13 @@ def fail(message):
 
 
 def chains_for(cfg, name):
-    """How many chains to run for this model: `generate.chains` names every model generation runs."""
+    """How many chains to run for this model: `generate.chains` names every model generation
+    runs."""
     if name not in cfg["chains"]:
-        raise ParamsError(f"params.yaml: generate.chains has no entry {name!r} "
-                          f"(models it names: {', '.join(cfg['chains'])})")
+        raise ParamsError(
+            f"params.yaml: generate.chains has no entry {name!r} "
+            f"(models it names: {', '.join(cfg['chains'])})"
+        )
     return cfg["chains"][name]
 
 
@@ -85,13 +102,22 @@ def snapshot_steps(cfg):
 
 def load_model(name, device):
     """The model's checkpoint and EnergyNet; fail clearly unless its training ended ok."""
-    record, checkpoint = Path("metrics/train") / f"{name}.json", Path("checkpoints") / name / "checkpoint.pt"
+    record, checkpoint = (
+        Path("metrics/train") / f"{name}.json",
+        Path("checkpoints") / name / "checkpoint.pt",
+    )
     if not record.is_file() or not checkpoint.is_file():
-        fail(f"no trained model ({record} or {checkpoint} is missing); run `dvc repro train@{name}` first")
+        fail(
+            f"no trained model ({record} or {checkpoint} is missing); run `dvc repro train@{name}` "
+            f"first"
+        )
     status = json.loads(record.read_text())
     if status.get("status") != "ok":
-        fail(f"{name} has training status {status.get('status')!r} ({status.get('error')}), not 'ok'; "
-             f"generation needs a finished training: rerun `dvc repro train@{name}`")
+        fail(
+            f"{name} has training status {status.get('status')!r} ({status.get('error')}), not "
+            f"'ok'; "
+            f"generation needs a finished training: rerun `dvc repro train@{name}`"
+        )
     return load_trained(checkpoint, device)
 
 
@@ -108,9 +134,11 @@ def initial_chains(cfg, n, ckpt, device):
 
 
 def run_chains(model, x, cfg, snapshots):
-    """Langevin in segments (<= SEGMENT steps, noise at the segment's midpoint of the linear schedule).
+    """Langevin in segments (<= SEGMENT steps, noise at the segment's midpoint of the linear
+    schedule).
 
-    Returns ({step: samples on the CPU} at the snapshots, energy rows at every boundary, sampling seconds).
+    Returns ({step: samples on the CPU} at the snapshots, energy rows at every boundary,
+    sampling seconds).
     """
     steps = cfg["steps"]
     bounds = sorted(set(snapshots) | set(range(0, steps, SEGMENT)) | {steps})
@@ -120,8 +148,17 @@ def run_chains(model, x, cfg, snapshots):
         with torch.no_grad():
             energy = model(x).float().cpu().numpy()
         q05, q25, median, q75, q95 = np.quantile(energy, [0.05, 0.25, 0.5, 0.75, 0.95])
-        rows.append({"step": step, "mean": float(energy.mean()), "q05": q05, "q25": q25, "median": median,
-                     "q75": q75, "q95": q95})
+        rows.append(
+            {
+                "step": step,
+                "mean": float(energy.mean()),
+                "q05": q05,
+                "q25": q25,
+                "median": median,
+                "q75": q75,
+                "q95": q95,
+            }
+        )
         if step in snapshots:
             kept[step] = x.detach().cpu().clone()
 
@@ -141,10 +178,15 @@ def run_chains(model, x, cfg, snapshots):
 
 
 def real_energy(model, digits, device):
-    """The test digits' energy under the model: where chains that stay among the digits should sit."""
+    """The test digits' energy under the model: where chains that stay among the digits should
+    sit."""
     with torch.no_grad():
-        energy = torch.cat([model(chunk.to(device)).float().cpu()
-                            for chunk in to_unit_range(digits["x_test"]).split(1000)]).numpy()
+        energy = torch.cat(
+            [
+                model(chunk.to(device)).float().cpu()
+                for chunk in to_unit_range(digits["x_test"]).split(1000)
+            ]
+        ).numpy()
     q05, q95 = np.quantile(energy, [0.05, 0.95])
     return {"energy_mean": float(energy.mean()), "energy_q05": float(q05), "energy_q95": float(q95)}
 
@@ -152,8 +194,10 @@ def real_energy(model, digits, device):
 def below_real_energy(model, kept, threshold, device):
     """{step: share of the chains whose energy is below `threshold`} at every snapshot."""
     with torch.no_grad():
-        return {step: float((model(x.to(device)).float().cpu() < threshold).float().mean())
-                for step, x in kept.items()}
+        return {
+            step: float((model(x.to(device)).float().cpu() < threshold).float().mean())
+            for step, x in kept.items()
+        }
 
 
 def binarised_line(judge, digits, ref, seed):
@@ -162,7 +206,9 @@ def binarised_line(judge, digits, ref, seed):
     every pixel to an end of [-1, 1], where it is clamped. It tells two failures apart: such digits
     stay legible but are as white as their ink, so a `white` failure alone says the strokes lack
     grey edges, not that their shapes are wrong."""
-    picks = torch.randperm(len(digits["x_train"]), generator=torch.Generator().manual_seed(seed))[:ref.n]
+    picks = torch.randperm(len(digits["x_train"]), generator=torch.Generator().manual_seed(seed))[
+        : ref.n
+    ]
     real = to_unit_range(digits["x_train"][np.sort(picks.numpy())])
     figures = score(judge, torch.where(real > 0, 1.0, -1.0), ref)
     return rounded({k: figures[k] for k in BINARISED_FIGURES})
@@ -181,7 +227,12 @@ def judge_snapshots(kept, cfg, device):
             figures.pop(unused)
         out[str(step)] = rounded(figures)
         class_counts.append({"step": step, **{str(d): int(c) for d, c in enumerate(counts)}})
-    return out, pd.DataFrame(class_counts), rounded(real_line(ref)), binarised_line(judge, digits, ref, cfg["seed"])
+    return (
+        out,
+        pd.DataFrame(class_counts),
+        rounded(real_line(ref)),
+        binarised_line(judge, digits, ref, cfg["seed"]),
+    )
 
 
 def verdict(per_step, real):
@@ -191,62 +242,105 @@ def verdict(per_step, real):
     steps = sorted(int(s) for s in per_step)
     last = steps[-1]
     later = [s for s in steps if REFERENCE_STEP <= s]
-    ref = later[0] if later and later[0] < last else ([s for s in steps if 0 < s < last] or [last])[-1]
+    ref = (
+        later[0]
+        if later and later[0] < last
+        else ([s for s in steps if 0 < s < last] or [last])[-1]
+    )
     judged = [s for s in steps if s >= ref]
     m_ref, m_last = per_step[str(ref)], per_step[str(last)]
 
     def ratio(a, b):
-        return round(a / b, 4) if b else None     # None: no reference value to compare with
+        return round(a / b, 4) if b else None  # None: no reference value to compare with
 
     checks = {
-        "diverse": {"value": min(per_step[str(s)]["recognised_entropy"] for s in judged),
-                    "rule": f"the recognisable chains' class entropy >= {MIN_ENTROPY} and all {MIN_CLASSES} classes "
-                            f"among them at every snapshot from step {ref} to {last}",
-                    "passed": all(per_step[str(s)]["recognised_entropy"] >= MIN_ENTROPY and
-                                  per_step[str(s)]["recognised_classes"] >= MIN_CLASSES for s in judged)},
-        "recognisable": {"value": m_last["recognisable"],
-                         "rule": f"recognisable at step {last} >= {MIN_RECOGNISABLE} (real digits "
-                                 f"{real['recognisable']})",
-                         "passed": m_last["recognisable"] >= MIN_RECOGNISABLE},
-        "recognisable_kept": {"value": ratio(m_last["recognisable"], m_ref["recognisable"]),
-                              "rule": f"recognisable at step {last} >= {KEEP_FRACTION} x its value at step {ref}",
-                              "passed": m_last["recognisable"] >= KEEP_FRACTION * m_ref["recognisable"]},
-        "coverage_kept": {"value": ratio(m_last["coverage"], m_ref["coverage"]),
-                          "rule": f"coverage at step {last} >= {KEEP_FRACTION} x its value at step {ref}",
-                          "passed": m_last["coverage"] >= KEEP_FRACTION * m_ref["coverage"]},
-        "density_kept": {"value": ratio(m_last["density"], m_ref["density"]),
-                         "rule": f"density at step {last} >= {KEEP_FRACTION} x its value at step {ref}",
-                         "passed": m_last["density"] >= KEEP_FRACTION * m_ref["density"]},
-        "fld_kept": {"value": ratio(m_last["fld"], m_ref["fld"]),
-                     "rule": f"Frechet distance at step {last} <= {FLD_GROWTH} x its value at step {ref}",
-                     "passed": m_last["fld"] <= FLD_GROWTH * m_ref["fld"]},
+        "diverse": {
+            "value": min(per_step[str(s)]["recognised_entropy"] for s in judged),
+            "rule": f"the recognisable chains' class entropy >= {MIN_ENTROPY} and all "
+            f"{MIN_CLASSES} classes "
+            f"among them at every snapshot from step {ref} to {last}",
+            "passed": all(
+                per_step[str(s)]["recognised_entropy"] >= MIN_ENTROPY
+                and per_step[str(s)]["recognised_classes"] >= MIN_CLASSES
+                for s in judged
+            ),
+        },
+        "recognisable": {
+            "value": m_last["recognisable"],
+            "rule": f"recognisable at step {last} >= {MIN_RECOGNISABLE} (real digits "
+            f"{real['recognisable']})",
+            "passed": m_last["recognisable"] >= MIN_RECOGNISABLE,
+        },
+        "recognisable_kept": {
+            "value": ratio(m_last["recognisable"], m_ref["recognisable"]),
+            "rule": f"recognisable at step {last} >= {KEEP_FRACTION} x its value at step {ref}",
+            "passed": m_last["recognisable"] >= KEEP_FRACTION * m_ref["recognisable"],
+        },
+        "coverage_kept": {
+            "value": ratio(m_last["coverage"], m_ref["coverage"]),
+            "rule": f"coverage at step {last} >= {KEEP_FRACTION} x its value at step {ref}",
+            "passed": m_last["coverage"] >= KEEP_FRACTION * m_ref["coverage"],
+        },
+        "density_kept": {
+            "value": ratio(m_last["density"], m_ref["density"]),
+            "rule": f"density at step {last} >= {KEEP_FRACTION} x its value at step {ref}",
+            "passed": m_last["density"] >= KEEP_FRACTION * m_ref["density"],
+        },
+        "fld_kept": {
+            "value": ratio(m_last["fld"], m_ref["fld"]),
+            "rule": f"Frechet distance at step {last} <= {FLD_GROWTH} x its value at step {ref}",
+            "passed": m_last["fld"] <= FLD_GROWTH * m_ref["fld"],
+        },
     }
-    beyond = {"typical_vs_real": m_last["typical_vs_real"],
-              **{f"{pixels}_vs_test": ratio(m_last[pixels], real[f"test_{pixels}"]) for pixels in ("ink", "white")}}
+    beyond = {
+        "typical_vs_real": m_last["typical_vs_real"],
+        **{
+            f"{pixels}_vs_test": ratio(m_last[pixels], real[f"test_{pixels}"])
+            for pixels in ("ink", "white")
+        },
+    }
     checks = {k: {**c, "passed": bool(c["passed"])} for k, c in checks.items()}
     failed = [k for k, c in checks.items() if not c["passed"]]
     word = "stays realistic" if not failed else "drifts or fails"
-    numbers = (f"class entropy {m_ref['class_entropy']:.3f} -> {m_last['class_entropy']:.3f}; coverage "
-               f"{m_ref['coverage']:.3f} -> {m_last['coverage']:.3f}; density {m_ref['density']:.3f} -> "
-               f"{m_last['density']:.3f}; fld {m_ref['fld']:.3g} -> {m_last['fld']:.3g}; recognisable "
-               f"{m_ref['recognisable']:.3f} -> {m_last['recognisable']:.3f} (real digits {real['recognisable']})")
-    summary = (f"{word} (step {ref} -> {last}): " + ("every check passed" if not failed else
-                                                     "failed: " + ", ".join(failed)) + f". {numbers}")
-    return {"reference_step": ref, "last_step": last, "verdict": word, "failed": failed, "checks": checks,
-            "beyond_the_claim": beyond, "summary": summary}
+    numbers = (
+        f"class entropy {m_ref['class_entropy']:.3f} -> {m_last['class_entropy']:.3f}; coverage "
+        f"{m_ref['coverage']:.3f} -> {m_last['coverage']:.3f}; density {m_ref['density']:.3f} -> "
+        f"{m_last['density']:.3f}; fld {m_ref['fld']:.3g} -> {m_last['fld']:.3g}; recognisable "
+        f"{m_ref['recognisable']:.3f} -> {m_last['recognisable']:.3f} (real digits "
+        f"{real['recognisable']})"
+    )
+    summary = (
+        f"{word} (step {ref} -> {last}): "
+        + ("every check passed" if not failed else "failed: " + ", ".join(failed))
+        + f". {numbers}"
+    )
+    return {
+        "reference_step": ref,
+        "last_step": last,
+        "verdict": word,
+        "failed": failed,
+        "checks": checks,
+        "beyond_the_claim": beyond,
+        "summary": summary,
+    }
 
 
 def metric_view(judged):
-    """The verdict as `dvc metrics show` columns: numbers, flags and the one-word verdict. The rules'
-    text and the summary sentence stay in verdict.json, where they do not widen the table."""
+    """The verdict as `dvc metrics show` columns: numbers, flags and the one-word verdict. The
+    rules' text and the summary sentence stay in verdict.json, where they do not widen the
+    table."""
     view = {k: v for k, v in judged.items() if k not in ("checks", "summary", "failed")}
-    view["checks"] = {k: {"value": c["value"], "passed": c["passed"]} for k, c in judged["checks"].items()}
+    view["checks"] = {
+        k: {"value": c["value"], "passed": c["passed"]} for k, c in judged["checks"].items()
+    }
     return view
 
 
 def save_snapshot_grid(path, kept, show):
     steps = sorted(kept)
-    fig, axes = plt.subplots(show, len(steps), figsize=(1.1 * len(steps) + 0.6, 1.1 * show + 0.5), squeeze=False)
+    fig, axes = plt.subplots(
+        show, len(steps), figsize=(1.1 * len(steps) + 0.6, 1.1 * show + 0.5), squeeze=False
+    )
     for col, step in enumerate(steps):
         for row in range(show):
             ax = axes[row][col]
@@ -265,7 +359,9 @@ def save_snapshot_grid(path, kept, show):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        raise SystemExit("usage: python stages/generate.py <model>   (a name in params.yaml generate.chains)")
+        raise SystemExit(
+            "usage: python stages/generate.py <model>   (a name in params.yaml generate.chains)"
+        )
     name = argv[0]
     params = load_params(sections=["generate"])
     device, cfg = pick_device(params["device"]), params["generate"]
@@ -274,7 +370,9 @@ def main(argv=None):
     seed_everything(cfg["seed"])
     ckpt, model = load_model(name, device)
     started = time.perf_counter()
-    kept, energy, sampling_s = run_chains(model, initial_chains(cfg, chains, ckpt, device), cfg, snapshots)
+    kept, energy, sampling_s = run_chains(
+        model, initial_chains(cfg, chains, ckpt, device), cfg, snapshots
+    )
 
     per_step, class_counts, real, binarised = judge_snapshots(kept, cfg, device)
     real.update(rounded(real_energy(model, load_digits(), device)))
@@ -294,15 +392,28 @@ def main(argv=None):
     write_csv(out / "class_counts.csv", class_counts)
     judged = verdict(per_step, real)
     write_json(out / "verdict.json", judged)
-    result = {"experiment": name, "checkpoint_epoch": ckpt.get("epoch"),
-              "weights": "moving average" if ckpt.get("ema") else "last", "steps": cfg["steps"],
-              "chains": chains, "init": cfg["init"], "device": str(device),
-              "wall_time_s": round(time.perf_counter() - started, 2), "sampling_s": round(sampling_s, 2),
-              "langevin_img_steps_per_s": round(cfg["steps"] * chains / sampling_s, 1),
-              "real": real, "binarised_real": binarised, "snapshots": per_step, "verdict": metric_view(judged)}
+    result = {
+        "experiment": name,
+        "checkpoint_epoch": ckpt.get("epoch"),
+        "weights": "moving average" if ckpt.get("ema") else "last",
+        "steps": cfg["steps"],
+        "chains": chains,
+        "init": cfg["init"],
+        "device": str(device),
+        "wall_time_s": round(time.perf_counter() - started, 2),
+        "sampling_s": round(sampling_s, 2),
+        "langevin_img_steps_per_s": round(cfg["steps"] * chains / sampling_s, 1),
+        "real": real,
+        "binarised_real": binarised,
+        "snapshots": per_step,
+        "verdict": metric_view(judged),
+    }
     write_json(Path("metrics/generate") / f"{name}.json", result)
-    print(f"generate {name}: {cfg['steps']} steps x {chains} chains on {device} in {result['wall_time_s']} s; "
-          f"{judged['summary']}")
+    print(
+        f"generate {name}: {cfg['steps']} steps x {chains} chains on {device} in "
+        f"{result['wall_time_s']} s; "
+        f"{judged['summary']}"
+    )
 
 
 if __name__ == "__main__":

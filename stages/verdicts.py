@@ -24,121 +24,205 @@ run was judged by them.
 Every rule returns a Verdict: its word, why (the figures it read), the figures for a card,
 and a few numbers for the headline (metrics/headline.json, what `dvc exp show` prints).
 """
+
 from dataclasses import dataclass, field
 
 # the generation's own rule (stages/generate.py), quoted in RULES; its "diverse" is exp 5's too
-from generate import FLD_GROWTH, KEEP_FRACTION, MIN_CLASSES, MIN_ENTROPY, MIN_RECOGNISABLE, REFERENCE_STEP
+from generate import (
+    FLD_GROWTH,
+    KEEP_FRACTION,
+    MIN_CLASSES,
+    MIN_ENTROPY,
+    MIN_RECOGNISABLE,
+    REFERENCE_STEP,
+)
 
-AGREES, DISAGREES, NOT_AT_SCALE, NOT_RUN = "agrees", "disagrees", "not reproduced at this scale", "not run"
-LONG_RUN = "long_run"       # the training step after exp 5 (not in the original journey)
-GENERATE = "generation"     # the rule (and claim) for a generated model
-JOURNEY_SCALE = "seed"      # params.yaml `scale: seed` is the original journey's scale; below it, a
-                            # failure mode that does not show says "not reproduced at this scale"
-FAILURE_MODES = {"loss_collapse", "blob_collapse", "mode_collapse"}   # may need the full scale to appear;
-                            # the bug (exp 1), the fixes (exp 5, long_run) and the generation must hold anywhere
+AGREES, DISAGREES, NOT_AT_SCALE, NOT_RUN = (
+    "agrees",
+    "disagrees",
+    "not reproduced at this scale",
+    "not run",
+)
+LONG_RUN = "long_run"  # the training step after exp 5 (not in the original journey)
+GENERATE = "generation"  # the rule (and claim) for a generated model
+JOURNEY_SCALE = "seed"  # params.yaml `scale: seed` is the original journey's scale; below it, a
+# failure mode that does not show says "not reproduced at this scale"
+FAILURE_MODES = {
+    "loss_collapse",
+    "blob_collapse",
+    "mode_collapse",
+}  # may need the full scale to appear;
+# the bug (exp 1), the fixes (exp 5, long_run) and the generation must hold anywhere
 EXPECTED_ERROR = "element 0 of tensors does not require grad"
 
 # Thresholds, each from a claim's words and the controls (ebm.controls.EXPECTED):
-NOISE = 0.9                 # "pure noise": at least 90% of the generated samples are noise (ebm.shapes)
-BLOBS = 0.5                 # "were fuzzy blobs": most generated samples are blobs (ebm.shapes) ...
-NOT_NOISE = 0.5             # ... and most are not noise
-NOT_READ = 0.05             # "not digits": the judge reads at most 5% (noise, speckle, blobs score <= 0.05)
-DIGIT_LIKE = 0.5            # "began to learn real digits", "sample generation": the judge reads most samples
-COLLAPSED = 0.75            # "only one or two types of digits": the two commonest classes hold three quarters
-                            # of the read samples (one- and two-class sets: 1.0; three equal classes 0.67;
-                            # real digits 0.21)
-DIVERSE_ENTROPY = MIN_ENTROPY   # "diverse ... across all digit classes": class entropy of the read samples
-ALL_CLASSES = MIN_CLASSES       # >= 0.9, every class >= 2% of them (real digits: 1.0 and 10), as the generation
+NOISE = 0.9  # "pure noise": at least 90% of the generated samples are noise (ebm.shapes)
+BLOBS = 0.5  # "were fuzzy blobs": most generated samples are blobs (ebm.shapes) ...
+NOT_NOISE = 0.5  # ... and most are not noise
+NOT_READ = 0.05  # "not digits": the judge reads at most 5% (noise, speckle, blobs score <= 0.05)
+DIGIT_LIKE = 0.5  # "began to learn real digits", "sample generation": the judge reads most samples
+COLLAPSED = 0.75  # "only one or two types of digits": the two commonest classes hold three quarters
+# of the read samples (one- and two-class sets: 1.0; three equal classes 0.67;
+# real digits 0.21)
+DIVERSE_ENTROPY = (
+    MIN_ENTROPY  # "diverse ... across all digit classes": class entropy of the read samples
+)
+ALL_CLASSES = (
+    MIN_CLASSES  # >= 0.9, every class >= 2% of them (real digits: 1.0 and 10), as the generation
+)
 
-CLAIMS = {   # (title, the original journey's account, quoted; a claim, not a result)
-    "initial_attempt": ("Experiment 1: initial attempt and the gradient error",
-                        "The MCMC sampling was performed inside a `torch.no_grad()` block, preventing the "
-                        "calculation of energy gradients needed for Langevin Dynamics. Result: `RuntimeError: "
-                        "element 0 of tensors does not require grad...`"),
-    "loss_collapse": ("Experiment 2: loss collapse (trivial minimum)",
-                      "A poorly scaled energy regularizer `(E_pos**2 + E_neg**2)` created a trivial mathematical "
-                      "minimum at `E_pos=-1, E_neg=1`. The model learned to output these constant values regardless "
-                      "of input. Result: Loss stuck at `-1.0`, and generated samples were pure noise."),
-    "blob_collapse": ("Experiment 3: blob collapse",
-                      "After scaling the regularizer, the model found the next-easiest solution: mapping fuzzy blobs "
-                      "to a low energy value (`-5`) and everything else to a high one (`+5`). The MCMC sampler was "
-                      "not strong enough to produce challenging negative samples. Result: Loss stuck at `-5.0`, and "
-                      "generated samples were fuzzy blobs."),
-    "mode_collapse": ("Experiment 4: mode collapse",
-                      "With a stronger MCMC sampler (`CD_K=60`) and a better regularizer (R1 penalty), the model "
-                      "began to learn real digits. However, the replay buffer created a feedback loop, causing the "
-                      "model to get \"stuck\" generating only one or two types of digits. Result: Generated samples "
-                      "showed low diversity (e.g., mostly '7's)."),
-    "final_training": ("Experiment 5: final successful training",
-                       "By increasing MCMC noise and the frequency of re-initializing chains from random noise, the "
-                       "mode collapse feedback loop was broken. Result: Stable training and diverse sample "
-                       "generation across all digit classes."),
+CLAIMS = {  # (title, the original journey's account, quoted; a claim, not a result)
+    "initial_attempt": (
+        "Experiment 1: initial attempt and the gradient error",
+        "The MCMC sampling was performed inside a `torch.no_grad()` block, preventing the "
+        "calculation of energy gradients needed for Langevin Dynamics. Result: `RuntimeError: "
+        "element 0 of tensors does not require grad...`",
+    ),
+    "loss_collapse": (
+        "Experiment 2: loss collapse (trivial minimum)",
+        "A poorly scaled energy regularizer `(E_pos**2 + E_neg**2)` created a trivial mathematical "
+        "minimum at `E_pos=-1, E_neg=1`. The model learned to output these constant values "
+        "regardless "
+        "of input. Result: Loss stuck at `-1.0`, and generated samples were pure noise.",
+    ),
+    "blob_collapse": (
+        "Experiment 3: blob collapse",
+        "After scaling the regularizer, the model found the next-easiest solution: mapping fuzzy "
+        "blobs "
+        "to a low energy value (`-5`) and everything else to a high one (`+5`). The MCMC sampler "
+        "was "
+        "not strong enough to produce challenging negative samples. Result: Loss stuck at `-5.0`, "
+        "and "
+        "generated samples were fuzzy blobs.",
+    ),
+    "mode_collapse": (
+        "Experiment 4: mode collapse",
+        "With a stronger MCMC sampler (`CD_K=60`) and a better regularizer (R1 penalty), the model "
+        "began to learn real digits. However, the replay buffer created a feedback loop, causing "
+        "the "
+        'model to get "stuck" generating only one or two types of digits. Result: Generated '
+        "samples "
+        "showed low diversity (e.g., mostly '7's).",
+    ),
+    "final_training": (
+        "Experiment 5: final successful training",
+        "By increasing MCMC noise and the frequency of re-initializing chains from random noise, "
+        "the "
+        "mode collapse feedback loop was broken. Result: Stable training and diverse sample "
+        "generation across all digit classes.",
+    ),
     # Not in the original journey: this entry's text is ours, and may be edited freely.
-    LONG_RUN: ("After experiment 5: the long run (not in the original journey)",
-               "This step is not in the original journey. It continues experiment 5's model and replay buffer at a "
-               "constant learning rate, with half of each batch's negatives drawn from a pool of long-lived chains that "
-               "run the generation's own sampler every iteration and restart from noise only rarely, so that "
-               "training sees every stage of a generation's path, from noise to as old as a generation's "
-               "chains (Hill, Nijkamp et al. 2022; Nijkamp et al. 2020). Its generation samples with a moving "
-               "average of the weights (Du et al. 2021). A 20,000-step chain should then stay diverse digits "
-               "instead of drifting. The settings tried for it are in docs/experiments.md."),
-    GENERATE: ("Generation: a long chain of 20,000 steps",
-               "After successful training and a long MCMC chain for generation, the model is capable of producing "
-               "diverse and recognizable digits (`hq_samples_k20000.png`)."),
+    LONG_RUN: (
+        "After experiment 5: the long run (not in the original journey)",
+        "This step is not in the original journey. It continues experiment 5's model and replay "
+        "buffer at a "
+        "constant learning rate, with half of each batch's negatives drawn from a pool of "
+        "long-lived chains that "
+        "run the generation's own sampler every iteration and restart from noise only rarely, so "
+        "that "
+        "training sees every stage of a generation's path, from noise to as old as a generation's "
+        "chains (Hill, Nijkamp et al. 2022; Nijkamp et al. 2020). Its generation samples with a "
+        "moving "
+        "average of the weights (Du et al. 2021). A 20,000-step chain should then stay diverse "
+        "digits "
+        "instead of drifting. The settings tried for it are in docs/experiments.md.",
+    ),
+    GENERATE: (
+        "Generation: a long chain of 20,000 steps",
+        "After successful training and a long MCMC chain for generation, the model is capable of "
+        "producing "
+        "diverse and recognizable digits (`hq_samples_k20000.png`).",
+    ),
 }
 
-RULES = {   # step -> (agrees when, the samples and figures it reads, why those)
+RULES = {  # step -> (agrees when, the samples and figures it reads, why those)
     "initial_attempt": (
-        f"training status is expected_error and its error contains \"{EXPECTED_ERROR}\"",
+        f'training status is expected_error and its error contains "{EXPECTED_ERROR}"',
         "metrics/train: status, error",
-        "the claim is an exception, not a number: the run must stop with exactly that error"),
+        "the claim is an exception, not a number: the run must stop with exactly that error",
+    ),
     "loss_collapse": (
-        f"final loss within 0.05 of -1, E_pos within 0.25 of -1, E_neg within 0.25 of +1; the generated samples "
+        f"final loss within 0.05 of -1, E_pos within 0.25 of -1, E_neg within 0.25 of +1; the "
+        f"generated samples "
         f"are pure noise: noise share >= {NOISE} and recognisable <= {NOT_READ}",
-        "metrics/train: final loss, E_pos, E_neg; generated samples (metrics/eval fresh): noise_share, recognisable",
-        "the trivial minimum is loss -1 at E_pos = -1, E_neg = +1; \"generated samples were pure noise\""),
+        "metrics/train: final loss, E_pos, E_neg; generated samples (metrics/eval fresh): "
+        "noise_share, recognisable",
+        'the trivial minimum is loss -1 at E_pos = -1, E_neg = +1; "generated samples were pure '
+        'noise"',
+    ),
     "blob_collapse": (
-        f"final loss within 0.25 of -5; the generated samples' energy nearer E_pos than E_neg while the training "
-        f"negatives' is nearer E_neg; the generated samples are blobs: blob share >= {BLOBS}, recognisable <= "
+        f"final loss within 0.25 of -5; the generated samples' energy nearer E_pos than E_neg "
+        f"while the training "
+        f"negatives' is nearer E_neg; the generated samples are blobs: blob share >= {BLOBS}, "
+        f"recognisable <= "
         f"{NOT_READ}, noise share < {NOT_NOISE}",
-        "metrics/train: final loss, E_pos, E_neg; metrics/eval: fresh (generated) and buffer (negatives) energy, "
+        "metrics/train: final loss, E_pos, E_neg; metrics/eval: fresh (generated) and buffer "
+        "(negatives) energy, "
         "fresh blob_share, recognisable, noise_share",
-        "\"fuzzy blobs to a low energy value (-5) and everything else to a high one (+5)\": the blobs are what a "
-        "chain reaches at low energy, the negatives the \"everything else\"; a blob is a compact shape thicker "
-        "than any stroke (ebm.shapes), neither a digit nor noise"),
+        '"fuzzy blobs to a low energy value (-5) and everything else to a high one (+5)": the '
+        "blobs are what a "
+        'chain reaches at low energy, the negatives the "everything else"; a blob is a compact '
+        "shape thicker "
+        "than any stroke (ebm.shapes), neither a digit nor noise",
+    ),
     "mode_collapse": (
-        f"the generated samples at exp 4's last epoch are digit-like (recognisable >= {DIGIT_LIKE}) and one or two "
-        f"classes hold at least {COLLAPSED} of the read ones, while exp 5's at the same iteration do not",
-        "plots/generated/mode_collapse.csv and final_training.csv (64 generated samples at every sample epoch): "
+        f"the generated samples at exp 4's last epoch are digit-like (recognisable >= "
+        f"{DIGIT_LIKE}) and one or two "
+        f"classes hold at least {COLLAPSED} of the read ones, while exp 5's at the same iteration "
+        f"do not",
+        "plots/generated/mode_collapse.csv and final_training.csv (64 generated samples at every "
+        "sample epoch): "
         "recognisable, top2_share, recognised_entropy, the dominant classes",
-        "\"stuck generating only one or two types of digits ... low diversity (e.g., mostly 7s)\", a feedback loop "
-        "that exp 5's settings break: both models learn digits over the same iterations, so exp 4 is compared "
-        "with exp 5 at the same iteration, not with exp 5's end"),
+        '"stuck generating only one or two types of digits ... low diversity (e.g., mostly 7s)", a '
+        "feedback loop "
+        "that exp 5's settings break: both models learn digits over the same iterations, so exp 4 "
+        "is compared "
+        "with exp 5 at the same iteration, not with exp 5's end",
+    ),
     "final_training": (
-        f"status ok (stable); the generated samples are digits (recognisable >= {DIGIT_LIKE}), diverse across all "
-        f"digit classes: class entropy of the read samples >= {DIVERSE_ENTROPY} and all {ALL_CLASSES} classes read "
+        f"status ok (stable); the generated samples are digits (recognisable >= {DIGIT_LIKE}), "
+        f"diverse across all "
+        f"digit classes: class entropy of the read samples >= {DIVERSE_ENTROPY} and all "
+        f"{ALL_CLASSES} classes read "
         "(each >= 2% of them)",
-        "metrics/train: status; generated samples (metrics/eval fresh): recognisable, recognised_entropy, "
+        "metrics/train: status; generated samples (metrics/eval fresh): recognisable, "
+        "recognised_entropy, "
         "recognised_classes",
-        "\"stable training and diverse sample generation across all digit classes\": every class present and "
-        "recognisable. How MNIST-typical the strokes are is not claimed: it is a figure of its own (typical)"),
+        '"stable training and diverse sample generation across all digit classes": every class '
+        "present and "
+        "recognisable. How MNIST-typical the strokes are is not claimed: it is a figure of its own "
+        "(typical)",
+    ),
     LONG_RUN: (
-        f"status ok; its generated samples keep exp 5's claim: recognisable >= {DIGIT_LIKE}, class entropy of the "
+        f"status ok; its generated samples keep exp 5's claim: recognisable >= {DIGIT_LIKE}, class "
+        f"entropy of the "
         f"read samples >= {DIVERSE_ENTROPY} and all {ALL_CLASSES} classes read",
-        "metrics/train/long_run.json: status; plots/generated/long_run.csv, last epoch (64 chains): recognisable, "
+        "metrics/train/long_run.json: status; plots/generated/long_run.csv, last epoch (64 "
+        "chains): recognisable, "
         "recognised_entropy, recognised_classes",
-        "not a claim of the original journey: this step must not lose what exp 5 achieved; its purpose is "
-        "judged by its generation"),
+        "not a claim of the original journey: this step must not lose what exp 5 achieved; its "
+        "purpose is "
+        "judged by its generation",
+    ),
     GENERATE: (
-        f"the generate stage's verdict is \"stays realistic\": diverse (class entropy of the read chains >= "
-        f"{MIN_ENTROPY} and all {MIN_CLASSES} classes, at every snapshot from step {REFERENCE_STEP:,}), recognisable "
-        f"(>= {MIN_RECOGNISABLE} of the chains at the last step), and no drift (recognisable, coverage and density "
-        f"kept >= {KEEP_FRACTION}x, Frechet distance <= {FLD_GROWTH}x its step-{REFERENCE_STEP:,} value)",
-        "metrics/generate/<model>.json: verdict.checks (diverse, recognisable, recognisable_kept, coverage_kept, "
+        f'the generate stage\'s verdict is "stays realistic": diverse (class entropy of the read '
+        f"chains >= "
+        f"{MIN_ENTROPY} and all {MIN_CLASSES} classes, at every snapshot from step "
+        f"{REFERENCE_STEP:,}), recognisable "
+        f"(>= {MIN_RECOGNISABLE} of the chains at the last step), and no drift (recognisable, "
+        f"coverage and density "
+        f"kept >= {KEEP_FRACTION}x, Frechet distance <= {FLD_GROWTH}x its step-{REFERENCE_STEP:,} "
+        f"value)",
+        "metrics/generate/<model>.json: verdict.checks (diverse, recognisable, recognisable_kept, "
+        "coverage_kept, "
         "density_kept, fld_kept)",
-        "\"diverse and recognizable digits\" after 20,000 steps, and no drift (the test of a long chain in "
-        "Nijkamp et al. 2020). Typical strokes, ink and white are reported beside it, not in it. The claim is "
-        "judged on the generation named last in generate.chains; the others are shown for comparison"),
+        '"diverse and recognizable digits" after 20,000 steps, and no drift (the test of a long '
+        "chain in "
+        "Nijkamp et al. 2020). Typical strokes, ink and white are reported beside it, not in it. "
+        "The claim is "
+        "judged on the generation named last in generate.chains; the others are shown for "
+        "comparison",
+    ),
 }
 
 
@@ -151,7 +235,7 @@ def fmt(value, digits=3):
     if isinstance(value, int):
         return f"{value:,}" if abs(value) >= 10_000 else str(value)
     if isinstance(value, float):
-        return "nan" if value != value else f"{value + 0.0:.{digits}g}"   # + 0.0: no "-0"
+        return "nan" if value != value else f"{value + 0.0:.{digits}g}"  # + 0.0: no "-0"
     return str(value)
 
 
@@ -161,11 +245,13 @@ def within(value, target, tol):
 
 @dataclass
 class Verdict:
-    """One rule's outcome: the word, why (with the figures), the figures for a card, the headline's numbers."""
+    """One rule's outcome: the word, why (with the figures), the figures for a card, the
+    headline's numbers."""
+
     word: str
     why: str
     figures: list = field(default_factory=list)
-    short: str = None              # the why without the figures: for the summary's verdict column
+    short: str = None  # the why without the figures: for the summary's verdict column
     headline: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -176,7 +262,8 @@ class Verdict:
 
 
 class Checks:
-    """Conditions on figures: any that fails decides; any input missing (and none failing) is "not run"."""
+    """Conditions on figures: any that fails decides; any input missing (and none failing) is
+    "not run"."""
 
     def __init__(self):
         self.parts, self.failed, self.missing, self.headline = [], [], [], {}
@@ -188,7 +275,9 @@ class Checks:
         if value is None or value != value:
             self.missing.append(label)
             return
-        self.parts.append(f"{label} {fmt(value)}" + (f" (real {fmt(real)})" if real is not None else ""))
+        self.parts.append(
+            f"{label} {fmt(value)}" + (f" (real {fmt(real)})" if real is not None else "")
+        )
         if not ok(value):
             self.failed.append(label)
 
@@ -198,7 +287,13 @@ class Checks:
             fails = "fails on " + ", ".join(self.failed)
             return Verdict(fail_word, f"{why}; {fails}", self.parts, fails, self.headline)
         if self.missing:
-            return Verdict(NOT_RUN, f"{missing_why}: no {', '.join(self.missing)}", self.parts, None, self.headline)
+            return Verdict(
+                NOT_RUN,
+                f"{missing_why}: no {', '.join(self.missing)}",
+                self.parts,
+                None,
+                self.headline,
+            )
         return Verdict(AGREES, why, self.parts, None, self.headline)
 
 
@@ -229,12 +324,19 @@ def agreement(run, name):
     if name == "initial_attempt":
         ok = status == "expected_error" and EXPECTED_ERROR in error
         short = error.split(": ", 1)[-1]
-        return Verdict(AGREES if ok else fail_word(run.scale, name), f"status {status}: {error or 'no error'}",
-                       [f"status {status}", (short[:45] + "...") if len(short) > 48 else short or "no error"],
-                       headline={"status": status})
+        return Verdict(
+            AGREES if ok else fail_word(run.scale, name),
+            f"status {status}: {error or 'no error'}",
+            [f"status {status}", (short[:45] + "...") if len(short) > 48 else short or "no error"],
+            headline={"status": status},
+        )
     if status != "ok":
-        return Verdict(fail_word(run.scale, name), f"training status {status}" + (f": {error}" if error else ""),
-                       [f"status {status}"], headline={"status": status})
+        return Verdict(
+            fail_word(run.scale, name),
+            f"training status {status}" + (f": {error}" if error else ""),
+            [f"status {status}"],
+            headline={"status": status},
+        )
     if name == "mode_collapse":
         return mode_collapse_agreement(run)
     checks = Checks()
@@ -246,36 +348,66 @@ def agreement(run, name):
         checks.need("E_pos", e_pos, lambda v: within(v, -1, 0.25))
         checks.need("E_neg", e_neg, lambda v: within(v, 1, 0.25))
         checks.need("generated noise", fresh.get("noise_share"), lambda v: v >= NOISE, key="noise")
-        checks.need("recognisable", fresh.get("recognisable"), lambda v: v <= NOT_READ, real.get("recognisable"),
-                    key="recognisable")
+        checks.need(
+            "recognisable",
+            fresh.get("recognisable"),
+            lambda v: v <= NOT_READ,
+            real.get("recognisable"),
+            key="recognisable",
+        )
     elif name == "blob_collapse":
         buffer = run.quality(name, "buffer") or {}
         e_gen, e_buf = fresh.get("energy"), buffer.get("energy")
         checks.need("loss", loss, lambda v: within(v, -5, 0.25), key="loss")
         near = None if None in (e_gen, e_pos, e_neg) else abs(e_gen - e_pos) < abs(e_gen - e_neg)
-        checks.need(f"generated energy {fmt(e_gen)} nearer E_pos {fmt(e_pos)} than E_neg {fmt(e_neg)}",
-                    near, bool)
+        checks.need(
+            f"generated energy {fmt(e_gen)} nearer E_pos {fmt(e_pos)} than E_neg {fmt(e_neg)}",
+            near,
+            bool,
+        )
         far = None if None in (e_buf, e_pos, e_neg) else abs(e_buf - e_neg) < abs(e_buf - e_pos)
         checks.need(f"negatives' energy {fmt(e_buf)} nearer E_neg", far, bool)
         checks.headline["energy_generated"] = e_gen
         checks.need("generated blobs", fresh.get("blob_share"), lambda v: v >= BLOBS, key="blobs")
-        checks.need("recognisable", fresh.get("recognisable"), lambda v: v <= NOT_READ, real.get("recognisable"),
-                    key="recognisable")
+        checks.need(
+            "recognisable",
+            fresh.get("recognisable"),
+            lambda v: v <= NOT_READ,
+            real.get("recognisable"),
+            key="recognisable",
+        )
         checks.need("noise", fresh.get("noise_share"), lambda v: v < NOT_NOISE)
     elif name in ("final_training", LONG_RUN):
         if name == LONG_RUN:
             frame = run.generated(name)
             fresh = frame.iloc[-1].to_dict() if frame is not None and len(frame) else {}
             source = f"plots/generated/{name}.csv"
-        checks.need("read classes' entropy", fresh.get("recognised_entropy"), lambda v: v >= DIVERSE_ENTROPY,
-                    real.get("recognised_entropy"), key="entropy")
+        checks.need(
+            "read classes' entropy",
+            fresh.get("recognised_entropy"),
+            lambda v: v >= DIVERSE_ENTROPY,
+            real.get("recognised_entropy"),
+            key="entropy",
+        )
         classes = fresh.get("recognised_classes")
-        checks.need("classes read", None if classes is None else int(classes), lambda v: v >= ALL_CLASSES,
-                    real.get("recognised_classes"), key="classes")
-        checks.need("recognisable", fresh.get("recognisable"), lambda v: v >= DIGIT_LIKE, real.get("recognisable"),
-                    key="recognisable")
-    else:   # an experiment the original journey does not describe: nothing to agree with
-        return Verdict(NOT_RUN, "no rule for this experiment", [f"status {status}", f"loss {fmt(loss)}"])
+        checks.need(
+            "classes read",
+            None if classes is None else int(classes),
+            lambda v: v >= ALL_CLASSES,
+            real.get("recognised_classes"),
+            key="classes",
+        )
+        checks.need(
+            "recognisable",
+            fresh.get("recognisable"),
+            lambda v: v >= DIGIT_LIKE,
+            real.get("recognisable"),
+            key="recognisable",
+        )
+    else:  # an experiment the original journey does not describe: nothing to agree with
+        return Verdict(
+            NOT_RUN, "no rule for this experiment", [f"status {status}", f"loss {fmt(loss)}"]
+        )
     return checks.verdict(fail_word(run.scale, name), source + " is missing")
 
 
@@ -291,20 +423,41 @@ def mode_collapse_agreement(run):
     last = own.iloc[-1].to_dict()
     same = ref[ref["step"] == last["step"]]
     if not len(same):
-        return Verdict(NOT_RUN, f"plots/generated/final_training.csv has no row at iteration {int(last['step'])}, "
-                                "exp 4's last: add its epoch to final_training's sample_epochs")
+        return Verdict(
+            NOT_RUN,
+            f"plots/generated/final_training.csv has no row at iteration {int(last['step'])}, "
+            "exp 4's last: add its epoch to final_training's sample_epochs",
+        )
     match = same.iloc[0].to_dict()
     checks = Checks()
-    checks.need(f"recognisable at iteration {int(last['step'])}", last.get("recognisable"),
-                lambda v: v >= DIGIT_LIKE, key="recognisable")
-    checks.need(f"top-2 classes ({classes_named(last)})", last.get("top2_share"), lambda v: v >= COLLAPSED,
-                key="top2")
-    checks.need(f"exp 5's top-2 at iteration {int(match['step'])} ({classes_named(match)})",
-                match.get("top2_share"), lambda v: v < COLLAPSED, key="top2_exp5")
-    checks.parts.append(f"read classes' entropy {fmt(last.get('recognised_entropy'))} "
-                        f"(exp 5 {fmt(match.get('recognised_entropy'))})")
-    checks.headline.update(entropy=last.get("recognised_entropy"), entropy_exp5=match.get("recognised_entropy"))
-    return checks.verdict(fail_word(run.scale, name), f"plots/generated/{name}.csv or final_training.csv")
+    checks.need(
+        f"recognisable at iteration {int(last['step'])}",
+        last.get("recognisable"),
+        lambda v: v >= DIGIT_LIKE,
+        key="recognisable",
+    )
+    checks.need(
+        f"top-2 classes ({classes_named(last)})",
+        last.get("top2_share"),
+        lambda v: v >= COLLAPSED,
+        key="top2",
+    )
+    checks.need(
+        f"exp 5's top-2 at iteration {int(match['step'])} ({classes_named(match)})",
+        match.get("top2_share"),
+        lambda v: v < COLLAPSED,
+        key="top2_exp5",
+    )
+    checks.parts.append(
+        f"read classes' entropy {fmt(last.get('recognised_entropy'))} "
+        f"(exp 5 {fmt(match.get('recognised_entropy'))})"
+    )
+    checks.headline.update(
+        entropy=last.get("recognised_entropy"), entropy_exp5=match.get("recognised_entropy")
+    )
+    return checks.verdict(
+        fail_word(run.scale, name), f"plots/generated/{name}.csv or final_training.csv"
+    )
 
 
 def generation_agreement(run, model):
@@ -316,19 +469,38 @@ def generation_agreement(run, model):
     snaps = gen.get("snapshots") or {}
     first, last = str(verdict.get("reference_step")), str(verdict.get("last_step"))
     a, b, real = snaps.get(first, {}), snaps.get(last, {}), gen.get("real") or {}
-    figures = [f"{label} {fmt(b.get(k))} at step {fmt(verdict.get('last_step'))} vs {fmt(a.get(k))} at "
-               f"{fmt(verdict.get('reference_step'))} (real {fmt(real.get(k))})"
-               for k, label in (("recognisable", "recognisable"), ("recognised_entropy", "read classes' entropy"),
-                                ("coverage", "coverage"))]
-    headline = {"recognisable": b.get("recognisable"), "entropy": b.get("recognised_entropy"),
-                "coverage_kept": (checks.get("coverage_kept") or {}).get("value")}
+    figures = [
+        f"{label} {fmt(b.get(k))} at step {fmt(verdict.get('last_step'))} vs {fmt(a.get(k))} at "
+        f"{fmt(verdict.get('reference_step'))} (real {fmt(real.get(k))})"
+        for k, label in (
+            ("recognisable", "recognisable"),
+            ("recognised_entropy", "read classes' entropy"),
+            ("coverage", "coverage"),
+        )
+    ]
+    headline = {
+        "recognisable": b.get("recognisable"),
+        "entropy": b.get("recognised_entropy"),
+        "coverage_kept": (checks.get("coverage_kept") or {}).get("value"),
+    }
     if not checks:
-        return Verdict(NOT_RUN, f"metrics/generate/{model}.json has no verdict checks", figures, headline=headline)
+        return Verdict(
+            NOT_RUN,
+            f"metrics/generate/{model}.json has no verdict checks",
+            figures,
+            headline=headline,
+        )
     failed = [k for k, c in checks.items() if not c.get("passed")]
-    why = f"verdict \"{verdict.get('verdict')}\"; " + (f"failed: {', '.join(failed)}" if failed else
-                                                       "every check passed")
-    return Verdict(AGREES if not failed else fail_word(run.scale, GENERATE), why, figures,
-                   f"failed: {', '.join(failed)}" if failed else None, headline)
+    why = f'verdict "{verdict.get("verdict")}"; ' + (
+        f"failed: {', '.join(failed)}" if failed else "every check passed"
+    )
+    return Verdict(
+        AGREES if not failed else fail_word(run.scale, GENERATE),
+        why,
+        figures,
+        f"failed: {', '.join(failed)}" if failed else None,
+        headline,
+    )
 
 
 def headline(run, steps, models):
@@ -342,10 +514,17 @@ def headline(run, steps, models):
     final = models[-1] if models else None
     if final:
         verdict = agreement(run, (GENERATE, final))
-        out[f"{len(steps) + 1}_{GENERATE}"] = {"verdict": verdict.word, "model": final, **rounded(verdict.headline)}
+        out[f"{len(steps) + 1}_{GENERATE}"] = {
+            "verdict": verdict.word,
+            "model": final,
+            **rounded(verdict.headline),
+        }
     return out
 
 
 def rounded(figures):
-    return {k: (round(v, 3) + 0.0 if isinstance(v, float) and v == v else v) for k, v in figures.items()
-            if v is not None and not (isinstance(v, float) and v != v)}
+    return {
+        k: (round(v, 3) + 0.0 if isinstance(v, float) and v == v else v)
+        for k, v in figures.items()
+        if v is not None and not (isinstance(v, float) and v != v)
+    }

@@ -30,7 +30,15 @@ def judge(digits):
     from pipeline_repo import ROOT
 
     cfg = yaml.safe_load((ROOT / "params.yaml").read_text())["judge"]
-    return train_judge(to_unit_range(digits["x_train"]), digits["y_train"], cfg["seed"], cfg["epochs"],
-                       cfg["batch_size"], cfg["lr"], max_shift=cfg["max_shift"], non_digit_ratio=cfg["non_digits"],
-                       read_by_eye=judge_examples(ROOT / "labels") if cfg["read_by_eye"] else None,
-                       read_by_eye_per_batch=cfg["read_by_eye"])
+    return train_judge(
+        to_unit_range(digits["x_train"]),
+        digits["y_train"],
+        cfg["seed"],
+        cfg["epochs"],
+        cfg["batch_size"],
+        cfg["lr"],
+        max_shift=cfg["max_shift"],
+        non_digit_ratio=cfg["non_digits"],
+        read_by_eye=judge_examples(ROOT / "labels") if cfg["read_by_eye"] else None,
+        read_by_eye_per_batch=cfg["read_by_eye"],
+    )

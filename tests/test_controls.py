@@ -6,6 +6,7 @@ generators of their own. Every requirement in ebm.controls.EXPECTED must hold: r
 and thickened, binarised ones are recognisable; noise, speckle and blobs are not; the shape
 tests tell noise and blobs from digits; one- and two-class sets are collapsed, real digits not.
 """
+
 import pytest
 import torch
 
@@ -25,24 +26,40 @@ def table(digits, judge):
     out = {}
     for name, images in control_sets(digits["x_test"], digits["y_test"], n=500, seed=12345).items():
         _, probs = embed(judge, images)
-        out[name] = {"recognisable": float((probs.max(1) >= RECOGNISABLE).mean()), **class_metrics(probs),
-                     **shape_figures(images, probs)}
+        out[name] = {
+            "recognisable": float((probs.max(1) >= RECOGNISABLE).mean()),
+            **class_metrics(probs),
+            **shape_figures(images, probs),
+        }
     return out
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_each_control_gives_its_known_answer(table, name):
-    wrong = {k: (round(table[name][k], 3), rule) for k, rule in EXPECTED[name].items()
-             if not meets(table[name][k], rule)}
+    wrong = {
+        k: (round(table[name][k], 3), rule)
+        for k, rule in EXPECTED[name].items()
+        if not meets(table[name][k], rule)
+    }
     assert not wrong, f"{name}: {wrong}"
 
 
 def test_every_requirement_of_the_issue_is_a_control():
-    required = {("real digits", "recognisable"), ("thickened, binarised", "recognisable"),
-                ("uniform noise", "recognisable"), ("+-1 speckle", "recognisable"), ("blurred blobs", "recognisable"),
-                ("blurred blobs", "blob_share"), ("real digits", "blob_share"), ("thickened, binarised", "blob_share"),
-                ("uniform noise", "blob_share"), ("+-1 speckle", "blob_share"), ("one class (7s)", "top2_share"),
-                ("two classes (1s, 7s)", "top2_share"), ("real digits", "top2_share")}
+    required = {
+        ("real digits", "recognisable"),
+        ("thickened, binarised", "recognisable"),
+        ("uniform noise", "recognisable"),
+        ("+-1 speckle", "recognisable"),
+        ("blurred blobs", "recognisable"),
+        ("blurred blobs", "blob_share"),
+        ("real digits", "blob_share"),
+        ("thickened, binarised", "blob_share"),
+        ("uniform noise", "blob_share"),
+        ("+-1 speckle", "blob_share"),
+        ("one class (7s)", "top2_share"),
+        ("two classes (1s, 7s)", "top2_share"),
+        ("real digits", "top2_share"),
+    }
     assert required <= {(name, k) for name, rules in EXPECTED.items() for k in rules}
 
 
@@ -55,12 +72,13 @@ def test_the_judge_says_not_a_digit_and_reads_digits(digits, judge):
 
 # ---- the shape tests on hand-made images -----------------------------------------------------
 
+
 def test_roughness_of_known_images():
     flat = -torch.ones(2, 1, 28, 28)
     stripes = flat.clone()
-    stripes[:, :, :, ::2] = 1.0                  # every horizontal neighbour differs by 2
+    stripes[:, :, :, ::2] = 1.0  # every horizontal neighbour differs by 2
     assert roughness(flat).tolist() == [0.0, 0.0]
-    assert roughness(stripes)[0] == pytest.approx(1.0)   # (2 + 0) / 2
+    assert roughness(stripes)[0] == pytest.approx(1.0)  # (2 + 0) / 2
     assert is_noise(stripes).all() and not is_noise(flat).any()
 
 
@@ -68,31 +86,33 @@ def test_a_filled_disc_is_a_blob_and_a_stroke_of_any_width_is_not():
     yy, xx = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
     disc = torch.where((yy - 14) ** 2 + (xx - 14) ** 2 < 49, 1.0, -1.0)[None, None]
     bar = -torch.ones(1, 1, 28, 28)
-    bar[..., 2:26, 11:17] = 1.0                  # a thick "1": 24 x 6 pixels
+    bar[..., 2:26, 11:17] = 1.0  # a thick "1": 24 x 6 pixels
     half_width, compact, area = thickness(torch.cat([disc, bar]))
-    assert half_width[0] > 2 and compact[0] > 0.85 and 0.15 < area[0] < 0.2     # 145 of 784 pixels
-    assert half_width[1] >= 1.5 and compact[1] < 0.5     # as wide as a blob, but long: a stroke
+    assert half_width[0] > 2 and compact[0] > 0.85 and 0.15 < area[0] < 0.2  # 145 of 784 pixels
+    assert half_width[1] >= 1.5 and compact[1] < 0.5  # as wide as a blob, but long: a stroke
     assert is_blob(disc).all() and not is_blob(bar).any()
-    assert not is_blob(-torch.ones(1, 1, 28, 28)).any()     # no ink, no blob
+    assert not is_blob(-torch.ones(1, 1, 28, 28)).any()  # no ink, no blob
     sure_one = torch.zeros(1, 10)
     sure_one[0, 1] = 0.95
-    assert not is_blob(disc, sure_one).any()                # what the judge reads is no blob
+    assert not is_blob(disc, sure_one).any()  # what the judge reads is no blob
 
 
 def test_a_white_page_is_no_blob_and_a_block_off_the_frame_is_one():
     white, half = torch.ones(1, 1, 28, 28), -torch.ones(1, 1, 28, 28)
-    half[..., :, :14] = 1.0                      # a block that runs off the frame (docs/labelling.md)
+    half[..., :, :14] = 1.0  # a block that runs off the frame (docs/labelling.md)
     assert kinds(white).tolist() == [""] and kinds(half).tolist() == ["blob"]
     yy, xx = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
-    edge = torch.where((yy - 14) ** 2 + xx ** 2 < 64, 1.0, -1.0)[None, None]   # half a disc, cut by the frame
+    edge = torch.where((yy - 14) ** 2 + xx**2 < 64, 1.0, -1.0)[
+        None, None
+    ]  # half a disc, cut by the frame
     assert kinds(edge).tolist() == ["blob"]
 
 
 def test_specks_and_isolated_pixels():
     few = -torch.ones(1, 1, 28, 28)
-    few[0, 0, 5, ::3] = 1.0                       # 10 lone pixels: a speck
+    few[0, 0, 5, ::3] = 1.0  # 10 lone pixels: a speck
     lattice = -torch.ones(1, 1, 28, 28)
-    lattice[0, 0, ::4, ::4] = 0.5                 # 49 lone grey dots over the frame: noise
+    lattice[0, 0, ::4, ::4] = 0.5  # 49 lone grey dots over the frame: noise
     assert isolated_share(lattice)[0] == 1.0 and isolated_share(-torch.ones(1, 1, 28, 28))[0] == 0
     assert kinds(torch.cat([few, lattice])).tolist() == ["speck", "noise"]
 

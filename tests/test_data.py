@@ -3,6 +3,7 @@
 The torchvision path runs for real against an HTTP server on 127.0.0.1 that serves small
 IDX files written here; "offline" is a closed loopback port, so no test depends on DNS.
 """
+
 import functools
 import gzip
 import hashlib
@@ -41,7 +42,14 @@ PARAMS = {"source": "auto", "download_timeout_s": 5.0, "test_fraction": 0.2, "sp
 
 @pytest.fixture(autouse=True)
 def no_proxy(monkeypatch):
-    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+    for name in (
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -49,7 +57,7 @@ def closed_port_url():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"       # nothing listens there now: connection refused
+    return f"http://127.0.0.1:{port}/"  # nothing listens there now: connection refused
 
 
 def idx_images(images):
@@ -62,14 +70,17 @@ def idx_labels(labels):
 
 def small_mnist(n_train=40, n_test=20, seed=1):
     rng = np.random.default_rng(seed)
-    return {"x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-            "y_train": rng.integers(0, 10, n_train).astype(np.int64),
-            "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-            "y_test": rng.integers(0, 10, n_test).astype(np.int64)}
+    return {
+        "x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "y_train": rng.integers(0, 10, n_train).astype(np.int64),
+        "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "y_test": rng.integers(0, 10, n_test).astype(np.int64),
+    }
 
 
 def write_mirror(folder, arrays):
-    """Gzip'd IDX files as MNIST's mirrors serve them; returns torchvision-style (name, md5) pairs."""
+    """Gzip'd IDX files as MNIST's mirrors serve them; returns torchvision-style (name, md5)
+    pairs."""
     folder.mkdir(parents=True, exist_ok=True)
     payloads = {
         "train-images-idx3-ubyte.gz": idx_images(arrays["x_train"]),
@@ -92,14 +103,17 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture
 def serve():
-    """serve(handler_class) -> base URL of a threaded HTTP server on 127.0.0.1 (stopped after the test)."""
+    """serve(handler_class) -> base URL of a threaded HTTP server on 127.0.0.1 (stopped after the
+    test)."""
     servers = []
 
     def start(handler):
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         server.daemon_threads = True
         server.block_on_close = False
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         servers.append(server)
         return f"http://127.0.0.1:{server.server_address[1]}/"
 
@@ -114,6 +128,7 @@ def serve_folder(serve, folder):
 
 
 # ---- the stage's sources -------------------------------------------------------------
+
 
 def test_auto_offline_falls_back_to_stratified_shuffled_bundled_digits(tmp_path, capsys):
     out, record_path = tmp_path / "data" / "mnist.npz", tmp_path / "metrics" / "data.json"
@@ -140,7 +155,7 @@ def test_auto_offline_falls_back_to_stratified_shuffled_bundled_digits(tmp_path,
         assert np.bincount(digits[f"y_{split}"], minlength=10).tolist() == [per_class] * 10
     y = digits["y_train"]
     assert not np.all(np.diff(y) >= 0), "train split is sorted by class: it was not shuffled"
-    assert len(np.unique(y[:100])) == 10           # every class appears early on
+    assert len(np.unique(y[:100])) == 10  # every class appears early on
     assert digits["x_train"].max() == 255 and digits["x_train"].min() == 0
     # no digit is in both splits
     train_rows = {row.tobytes() for row in digits["x_train"]}
@@ -154,13 +169,15 @@ def test_torchvision_downloads_from_a_local_mirror(tmp_path, serve, source):
     url = serve_folder(serve, tmp_path / "mirror")
     out, record_path = tmp_path / "data" / "mnist.npz", tmp_path / "metrics" / "data.json"
 
-    record = stage.build(dict(PARAMS, source=source), out, record_path,
-                         mirrors=[url], resources=resources)
+    record = stage.build(
+        dict(PARAMS, source=source), out, record_path, mirrors=[url], resources=resources
+    )
 
     assert record["source"] == "torchvision" and record["fallback_reason"] is None
     assert (record["train_size"], record["test_size"]) == (40, 20)
-    assert record["train_class_counts"] == {str(d): int(c) for d, c in
-                                            enumerate(np.bincount(served["y_train"], minlength=10))}
+    assert record["train_class_counts"] == {
+        str(d): int(c) for d, c in enumerate(np.bincount(served["y_train"], minlength=10))
+    }
     digits = load_digits(out, record_path)
     for key in served:
         np.testing.assert_array_equal(digits[key], served[key])
@@ -172,30 +189,36 @@ def test_torchvision_downloads_from_a_local_mirror(tmp_path, serve, source):
 def test_corrupt_download_is_an_error_and_writes_nothing(tmp_path, serve, source):
     resources = write_mirror(tmp_path / "mirror", small_mnist())
     blob = bytearray((tmp_path / "mirror" / "train-images-idx3-ubyte.gz").read_bytes())
-    blob[-20] ^= 0xFF                                      # the mirror serves bytes that fail the MD5
+    blob[-20] ^= 0xFF  # the mirror serves bytes that fail the MD5
     (tmp_path / "mirror" / "train-images-idx3-ubyte.gz").write_bytes(bytes(blob))
     url = serve_folder(serve, tmp_path / "mirror")
     out, record_path = tmp_path / "data" / "mnist.npz", tmp_path / "metrics" / "data.json"
 
     with pytest.raises(stage.DataError) as caught:
-        stage.build(dict(PARAMS, source=source), out, record_path, mirrors=[url], resources=resources)
+        stage.build(
+            dict(PARAMS, source=source), out, record_path, mirrors=[url], resources=resources
+        )
 
     message = str(caught.value)
     assert "train-images-idx3-ubyte.gz" in message and "checksum" in message.lower()
-    assert not isinstance(caught.value, stage.DownloadFailed)   # auto does not fall back on it
+    assert not isinstance(caught.value, stage.DownloadFailed)  # auto does not fall back on it
     assert not out.exists() and not record_path.exists()
     assert not list(tmp_path.glob("data/.mnist.npz.*")) and not list(tmp_path.glob("metrics/.*"))
 
 
 def test_unreachable_host_is_an_error_when_torchvision_is_requested(tmp_path):
     out, record_path = tmp_path / "data" / "mnist.npz", tmp_path / "metrics" / "data.json"
-    with pytest.raises(stage.DataError, match="MNIST download failed .*refused.*data.source: auto or bundled"):
-        stage.build(dict(PARAMS, source="torchvision"), out, record_path, mirrors=[closed_port_url()])
+    with pytest.raises(
+        stage.DataError, match="MNIST download failed .*refused.*data.source: auto or bundled"
+    ):
+        stage.build(
+            dict(PARAMS, source="torchvision"), out, record_path, mirrors=[closed_port_url()]
+        )
     assert not out.exists() and not record_path.exists()
 
 
 def test_a_silent_mirror_times_out(tmp_path):
-    with socket.socket() as listener:                     # accepts connections, never answers
+    with socket.socket() as listener:  # accepts connections, never answers
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
@@ -213,7 +236,7 @@ def test_a_trickling_mirror_hits_the_overall_deadline(tmp_path, serve):
             self.send_response(200)
             self.send_header("Content-Length", str(10**6))
             self.end_headers()
-            while not stop.is_set():                      # one byte every 0.1 s: never a read timeout
+            while not stop.is_set():  # one byte every 0.1 s: never a read timeout
                 try:
                     self.wfile.write(b"\0")
                     self.wfile.flush()
@@ -240,6 +263,7 @@ def test_mirrors_from_env(monkeypatch):
 
 # ---- the digits file -----------------------------------------------------------------
 
+
 def saved_digits(tmp_path, seed=1):
     arrays = small_mnist(seed=seed)
     out, record_path = tmp_path / "mnist.npz", tmp_path / "data.json"
@@ -250,7 +274,10 @@ def saved_digits(tmp_path, seed=1):
 
 def test_save_and_load_round_trip(tmp_path):
     arrays, out, record_path = saved_digits(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.json", "mnist.npz"]   # no .npz.npz, no temp
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "data.json",
+        "mnist.npz",
+    ]  # no .npz.npz, no temp
     digits = load_digits(out, record_path)
     for key in arrays:
         np.testing.assert_array_equal(digits[key], arrays[key])
@@ -278,12 +305,13 @@ def test_a_truncated_digits_file_stops_a_stage_in_one_line(tmp_path, capsys, kee
     lines = capsys.readouterr().err.splitlines()
     assert stopped.value.code == 1 and len(lines) == 1, lines
     assert lines[0].startswith(f"error: {out}: corrupt or truncated .npz (") and lines[0].endswith(
-        "rerun `dvc repro data`"), lines[0]
+        "rerun `dvc repro data`"
+    ), lines[0]
 
 
 def test_contents_not_matching_the_record_is_a_clear_error(tmp_path):
     _, out, record_path = saved_digits(tmp_path)
-    save_digits(out, **small_mnist(seed=2))               # a valid file, but not the recorded one
+    save_digits(out, **small_mnist(seed=2))  # a valid file, but not the recorded one
     with pytest.raises(DataError, match="do not match") as caught:
         load_digits(out, record_path)
     assert str(out) in str(caught.value) and str(record_path) in str(caught.value)
@@ -296,8 +324,13 @@ def test_missing_file_and_bad_contents(tmp_path):
     bad["y_train"][3] = 10
     with pytest.raises(DataError, match="outside 0..9"):
         save_digits(tmp_path / "bad.npz", **bad)
-    np.savez(tmp_path / "short.npz", x_train=bad["x_train"][:, :27], y_train=bad["y_train"],
-             x_test=bad["x_test"], y_test=bad["y_test"])
+    np.savez(
+        tmp_path / "short.npz",
+        x_train=bad["x_train"][:, :27],
+        y_train=bad["y_train"],
+        x_test=bad["x_test"],
+        y_test=bad["y_test"],
+    )
     with pytest.raises(DataError, match=r"short\.npz: x_train .*\(N, 28, 28\)"):
         load_digits(tmp_path / "short.npz")
 
@@ -311,19 +344,28 @@ def test_to_unit_range():
 
 # ---- the stage as DVC runs it --------------------------------------------------------
 
+
 def stage_copy(tmp_path, source):
     work = tmp_path / "repo"
     shutil.copytree(ROOT / "stages", work / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     (work / "params.yaml").write_text(
         "scale: cpu\ndevice: auto\n"
-        f"data:\n  source: {source}\n  download_timeout_s: 5\n  test_fraction: 0.2\n  split_seed: 0\n")
+        f"data:\n  source: {source}\n  download_timeout_s: 5\n  test_fraction: 0.2\n  split_seed: "
+        f"0\n"
+    )
     return work
 
 
 def run_stage(work):
     env = {k: v for k, v in os.environ.items() if k != "EBM_MNIST_MIRRORS"}
-    return subprocess.run([sys.executable, "stages/data.py"], cwd=work, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "stages/data.py"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_stage_runs_with_bundled_digits(tmp_path):

@@ -1,5 +1,6 @@
 """The README and docs/*.md: every relative link and image points at a file in the repository,
 and every `dvc exp run -S` they show would be taken by DVC."""
+
 import re
 from pathlib import Path
 
@@ -8,13 +9,13 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")     # [text](target) and ![alt](target)
-SET_PARAM = re.compile(r"-S (\+?)([A-Za-z_][\w.]*)=")   # -S key=value, and -S +key=value
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")  # [text](target) and ![alt](target)
+SET_PARAM = re.compile(r"-S (\+?)([A-Za-z_][\w.]*)=")  # -S key=value, and -S +key=value
 
 
 def relative_links(page):
     for target in LINK.findall(page.read_text()):
-        if not re.match(r"[a-z][a-z0-9+.-]*:|#", target):     # skip https:, mailto:, #anchor
+        if not re.match(r"[a-z][a-z0-9+.-]*:|#", target):  # skip https:, mailto:, #anchor
             yield target.split("#")[0]
 
 
@@ -39,6 +40,11 @@ def test_set_params_name_keys_as_dvc_takes_them(page):
     """DVC's -S overrides a key of params.yaml and refuses one it lacks unless written +key
     (which then adds it); the stages' own validation decides whether an added key is allowed."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    wrong = [f"-S {plus}{key}" for plus, key in SET_PARAM.findall(page.read_text())
-             if in_params(params, key) == bool(plus)]
-    assert not wrong, f"{page.name}: {wrong} (a key params.yaml lacks needs '+', one it has must not)"
+    wrong = [
+        f"-S {plus}{key}"
+        for plus, key in SET_PARAM.findall(page.read_text())
+        if in_params(params, key) == bool(plus)
+    ]
+    assert not wrong, (
+        f"{page.name}: {wrong} (a key params.yaml lacks needs '+', one it has must not)"
+    )

@@ -1,9 +1,10 @@
 """dvc.yaml against the code and params.yaml, read as files (no DVC run).
 
-  * every stage's deps cover the `ebm` modules its script imports, transitively;
-  * every stage but check_params depends on check_params' output;
-  * each curve overlays exactly params.yaml's experiments, in their order.
+* every stage's deps cover the `ebm` modules its script imports, transitively;
+* every stage but check_params depends on check_params' output;
+* each curve overlays exactly params.yaml's experiments, in their order.
 """
+
 import re
 
 import pytest
@@ -17,7 +18,8 @@ IMPORT = re.compile(r"^\s*from ebm(?:\.(\w+))? import ([\w, ]+)", re.MULTILINE)
 
 
 def ebm_imports(path, seen=None):
-    """stages/ebm/*.py files `path` imports (`from ebm.x import` or `from ebm import x`), transitively."""
+    """stages/ebm/*.py files `path` imports (`from ebm.x import` or `from ebm import x`),
+    transitively."""
     seen = set() if seen is None else seen
     for module, names in IMPORT.findall(path.read_text()):
         for name in [module] if module else [n.strip() for n in names.split(",")]:
@@ -39,7 +41,9 @@ def test_deps_cover_what_the_script_imports(name):
     script = ROOT / re.search(r"python (stages/\w+\.py)", stage["cmd"]).group(1)
     needed = {script, *ebm_imports(script)}
     assert len(needed) > 1 or name == "check_params"
-    missing = sorted(p.relative_to(ROOT).as_posix() for p in needed if not covered(p, stage["deps"]))
+    missing = sorted(
+        p.relative_to(ROOT).as_posix() for p in needed if not covered(p, stage["deps"])
+    )
     assert not missing, f"stage {name} imports {missing} but does not depend on them"
 
 
@@ -56,12 +60,17 @@ def test_every_stage_waits_for_check_params(name):
 def test_one_stage_per_experiment_from_params_yaml():
     for name in ("train", "evaluate"):
         assert DVC_YAML["stages"][name]["foreach"] == "${experiments}"
-    assert "initial_attempt" not in yaml.safe_dump(DVC_YAML["stages"])    # named in params.yaml only
+    assert "initial_attempt" not in yaml.safe_dump(DVC_YAML["stages"])  # named in params.yaml only
 
 
 def test_curves_overlay_every_experiment():
-    curves = [props for plot in DVC_YAML["plots"] if isinstance(plot, dict)
-              for props in plot.values() if isinstance(props.get("y"), dict)]
+    curves = [
+        props
+        for plot in DVC_YAML["plots"]
+        if isinstance(plot, dict)
+        for props in plot.values()
+        if isinstance(props.get("y"), dict)
+    ]
     folders = [next(iter(curve["y"])).rsplit("/", 1)[0] for curve in curves]
     assert folders == ["plots/train"] * 7 + ["plots/negatives"] * 2 + ["plots/generated"] * 3
     for folder, curve in zip(folders, curves):

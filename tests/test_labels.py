@@ -5,10 +5,18 @@ held-out part (another training seed's grids) measures it. Per grid, the share t
 as a digit, noise_share and blob_share are each within GRID_SHARE_TOLERANCE of the person's;
 per tile, read vs not read and the digit class agree on at least TILE_AGREEMENT.
 """
+
 import numpy as np
 import pytest
 
-from ebm.labels import GRID_SHARE_TOLERANCE, KINDS, TILE_AGREEMENT, agreement, figures_of, load_labelled
+from ebm.labels import (
+    GRID_SHARE_TOLERANCE,
+    KINDS,
+    TILE_AGREEMENT,
+    agreement,
+    figures_of,
+    load_labelled,
+)
 from pipeline_repo import ROOT
 
 
@@ -28,7 +36,7 @@ def test_the_set_is_split_by_run_and_large_enough(labelled):
     tiles, labels = labelled
     assert tiles.dtype == np.uint8 and tiles.shape[1:] == (28, 28) and len(tiles) >= 640
     assert set(labels["kind"]) <= set(KINDS)
-    assert (labels.groupby("run")["part"].nunique() == 1).all()      # a run's tiles are all in one part
+    assert (labels.groupby("run")["part"].nunique() == 1).all()  # a run's tiles are all in one part
     assert {"calibration", "held_out"} <= set(labels["part"])
 
 
@@ -43,8 +51,12 @@ def test_each_held_out_grid_share_is_near_the_persons(held_out):
     for share in ("read", "noise", "blob"):
         gap = (per_grid[share] - per_grid[f"person_{share}"]).abs()
         if (gap > GRID_SHARE_TOLERANCE).any():
-            far[share] = per_grid.loc[gap > GRID_SHARE_TOLERANCE, ["grid", f"person_{share}", share]]
-    assert not far, f"grids where a figure is more than {GRID_SHARE_TOLERANCE} off the person: {far}"
+            far[share] = per_grid.loc[
+                gap > GRID_SHARE_TOLERANCE, ["grid", f"person_{share}", share]
+            ]
+    assert not far, (
+        f"grids where a figure is more than {GRID_SHARE_TOLERANCE} off the person: {far}"
+    )
 
 
 def test_held_out_tiles_agree_with_the_person(held_out):

@@ -3,6 +3,7 @@
 One small judge (a LeNet-5 trained for a few seconds on 2,000 bundled digits) serves every
 test; it is weaker than the stage's, so thresholds are loose but still far apart.
 """
+
 import importlib.util
 import json
 import os
@@ -20,7 +21,16 @@ from ebm.controls import EXPECTED
 from ebm.data import DataError, save_digits, to_unit_range
 from ebm.judge import LeNet5, accuracy, load_judge, save_judge, train_judge
 from ebm.model import EnergyNet
-from ebm.quality import RealSet, class_metrics, embed, frechet_distance, manifold_metrics, pixel_stats, reference, score
+from ebm.quality import (
+    RealSet,
+    class_metrics,
+    embed,
+    frechet_distance,
+    manifold_metrics,
+    pixel_stats,
+    reference,
+    score,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,9 +63,13 @@ def held_out(digits, judge):
 
 # ---- the judge -----------------------------------------------------------------------
 
+
 def test_lenet_shapes_and_judge_accuracy(digits, judge):
     x = torch.zeros(3, 1, 28, 28)
-    assert LeNet5()(x).shape == (3, 11) and LeNet5().features(x).shape == (3, 84)   # ten digits, "not a digit"
+    assert LeNet5()(x).shape == (3, 11) and LeNet5().features(x).shape == (
+        3,
+        84,
+    )  # ten digits, "not a digit"
     assert accuracy(judge, to_unit_range(digits["x_test"]), digits["y_test"]) > 0.85
 
 
@@ -80,19 +94,22 @@ def test_train_judge_is_seeded_and_leaves_the_global_rng_alone(digits):
 
 # ---- the metrics ---------------------------------------------------------------------
 
+
 def test_embed_shapes_and_probabilities(judge):
     x = torch.rand(7, 1, 28, 28) * 2 - 1
     features, probs = embed(judge, x, batch_size=3)
     assert features.shape == (7, 84) and features.dtype == np.float64 and probs.shape == (7, 10)
     with torch.no_grad():
         not_a_digit = torch.softmax(judge(x).double(), 1)[:, 10].numpy()
-    assert np.allclose(probs.sum(1) + not_a_digit, 1)     # the ten digits share what "not a digit" leaves
+    assert np.allclose(
+        probs.sum(1) + not_a_digit, 1
+    )  # the ten digits share what "not a digit" leaves
 
 
 def test_frechet_distance_known_values():
     rng = np.random.default_rng(0)
     a = rng.normal(size=(2000, 6)) @ rng.normal(size=(6, 6))
-    a -= a.mean(0)                                          # centred: 2a has the same mean
+    a -= a.mean(0)  # centred: 2a has the same mean
     assert abs(frechet_distance(a, a)) < 1e-6
     shift = np.arange(6.0)
     assert frechet_distance(a, a + shift) == pytest.approx(shift @ shift, rel=1e-6)
@@ -106,16 +123,20 @@ def test_class_metrics_single_class_and_uniform():
     assert one["class_counts"] == [0, 0, 0, 200, 0, 0, 0, 0, 0, 0]
     uniform = class_metrics(np.eye(10)[np.arange(1000) % 10])
     assert uniform["class_entropy"] == pytest.approx(1) and uniform["modes_covered"] == 10
-    rare = class_metrics(np.eye(10)[[0] * 99 + [1]])      # 1% of the samples: not a covered mode
+    rare = class_metrics(np.eye(10)[[0] * 99 + [1]])  # 1% of the samples: not a covered mode
     assert rare["modes_covered"] == 1
     unsure = class_metrics(np.full((5, 10), 0.1))
     assert unsure["confidence"] == pytest.approx(0.1)
-    assert unsure["recognised_classes"] == 0 and unsure["top2_classes"] == [] and np.isnan(unsure["top2_share"])
+    assert (
+        unsure["recognised_classes"] == 0
+        and unsure["top2_classes"] == []
+        and np.isnan(unsure["top2_share"])
+    )
 
 
 def test_recognised_classes_count_only_the_samples_the_judge_reads():
-    sure = np.eye(10)[[7] * 60 + [1] * 20 + list(range(10)) * 2]          # 100 read: 7s and 1s dominate
-    vague = np.full((100, 10), 0.05)                                      # 100 more it cannot read
+    sure = np.eye(10)[[7] * 60 + [1] * 20 + list(range(10)) * 2]  # 100 read: 7s and 1s dominate
+    vague = np.full((100, 10), 0.05)  # 100 more it cannot read
     figures = class_metrics(np.concatenate([sure, vague]))
     assert figures["recognised_counts"] == [2, 22, 2, 2, 2, 2, 2, 62, 2, 2]
     assert figures["top2_classes"] == [7, 1] and figures["top2_share"] == pytest.approx(0.84)
@@ -123,20 +144,28 @@ def test_recognised_classes_count_only_the_samples_the_judge_reads():
 
 
 def test_prdc_matches_the_papers_on_a_hand_computed_case():
-    """Real points 0, 1, ..., 9 on a line; a k-NN ball's radius is the distance to the k-th nearest other
-    real point. Samples (each four times) at 0.5, inside several balls, and at 100, inside none. The
-    expected figures are counted here from the papers' definitions (with prdc's strict <)."""
+    """Real points 0, 1, ..., 9 on a line; a k-NN ball's radius is the distance to the k-th nearest
+    other real point. Samples (each four times) at 0.5, inside several balls, and at 100, inside
+    none. The expected figures are counted here from the papers' definitions (with prdc's
+    strict <)."""
     real_x = np.arange(10.0)
     real = np.stack([real_x, np.zeros(10)], 1)
-    radii = {i: sorted(abs(real_x - i))[3] for i in range(10)}          # the 3rd nearest other point
+    radii = {i: sorted(abs(real_x - i))[3] for i in range(10)}  # the 3rd nearest other point
     radii5 = [sorted(abs(real_x - i))[5] for i in range(10)]
     built = RealSet.of(real, np.eye(10)[np.zeros(10, int)])
-    assert built.radii_precision.tolist() == [radii[i] for i in range(10)] and built.radii_density.tolist() == radii5
+    assert (
+        built.radii_precision.tolist() == [radii[i] for i in range(10)]
+        and built.radii_density.tolist() == radii5
+    )
     fakes = np.array([[0.5, 0.0], [100.0, 0.0]])
     probs = np.eye(10)[[0, 0]]
-    figures = manifold_metrics(RealSet(real, np.zeros(10, int), np.array([radii[i] for i in range(10)]),
-                                       np.array(radii5), {}),
-                               np.repeat(fakes, 4, 0), np.repeat(probs, 4, 0))
+    figures = manifold_metrics(
+        RealSet(
+            real, np.zeros(10, int), np.array([radii[i] for i in range(10)]), np.array(radii5), {}
+        ),
+        np.repeat(fakes, 4, 0),
+        np.repeat(probs, 4, 0),
+    )
     # precision: the sample at 0.5 lies in some ball, the one at 100 in none
     assert figures["precision"] == pytest.approx(0.5)
     # recall: the real points within a sample's own 3-NN ball; each sample's 3rd nearest other
@@ -147,7 +176,8 @@ def test_prdc_matches_the_papers_on_a_hand_computed_case():
     assert figures["density"] == pytest.approx(held / 5 / 2)
     # coverage: real points whose 5-NN ball holds a sample (the one at 0.5 sits in `held` of them)
     assert figures["coverage"] == pytest.approx(held / 10)
-    # typical: sure of its class (one-hot, so recognisable) and inside a k = 3 ball: the sample at 0.5 only
+    # typical: sure of its class (one-hot, so recognisable) and inside a k = 3 ball: the sample
+    # at 0.5 only
     assert figures["typical"] == pytest.approx(0.5) and figures["recognisable"] == 1
 
 
@@ -155,7 +185,11 @@ def test_real_digits_score_like_real_digits(held_out, judge):
     ref, real = held_out
     figures = score(judge, real, ref)
     line = ref.real_line
-    assert ref.n == 500 and 0 < line["fld"] < 0.05 * ref.fld_ceiling and figures["fld"] < 3 * line["fld"]
+    assert (
+        ref.n == 500
+        and 0 < line["fld"] < 0.05 * ref.fld_ceiling
+        and figures["fld"] < 3 * line["fld"]
+    )
     assert 0.85 < figures["density"] < 1.2 and abs(figures["coverage"] - line["coverage"]) < 0.08
     assert figures["typical_vs_real"] > 0.85 and figures["modes_covered"] == 10
     assert figures["min_class_coverage"] > 0.5 and figures["class_entropy"] > 0.95
@@ -179,7 +213,9 @@ def test_one_class_batch_covers_one_class_only(digits, held_out, judge):
     ones = to_unit_range(digits["x_train"][:2000][probs.argmax(1) == 1][:300])
     figures = score(judge, ones, ref)
     assert figures["class_entropy"] == 0 and figures["modes_covered"] == 1
-    assert sum(c == 0 for c in figures["class_coverage"]) == 9 and figures["class_coverage"][1] > 0.3
+    assert (
+        sum(c == 0 for c in figures["class_coverage"]) == 9 and figures["class_coverage"][1] > 0.3
+    )
     assert figures["min_class_coverage"] == 0
 
 
@@ -191,9 +227,13 @@ def test_confident_speckle_is_not_typical(held_out, judge):
     speckle = torch.where(torch.rand((4000, 1, 28, 28), generator=generator) < 0.3, 1.0, -1.0)
     _, probs = embed(judge, speckle)
     confident = speckle[probs.max(1) >= 0.9]
-    assert len(confident) >= 20, "the judge labels some speckle confidently (the weakness the gate closes)"
+    assert len(confident) >= 20, (
+        "the judge labels some speckle confidently (the weakness the gate closes)"
+    )
     figures = score(judge, confident, ref)
-    assert figures["recognisable"] == 1 and figures["typical"] < 0.05 and figures["noise_share"] == 1
+    assert (
+        figures["recognisable"] == 1 and figures["typical"] < 0.05 and figures["noise_share"] == 1
+    )
     assert pixel_stats(confident)["saturated"] == 1
 
 
@@ -209,7 +249,8 @@ def test_reference_repeats_and_caps_the_real_line_at_the_train_size(digits, judg
 
 PARAMS = """scale: cpu
 device: cpu
-judge: {seed: 0, epochs: 3, batch_size: 64, lr: 3.0e-3, non_digits: 0.25, max_shift: 0, read_by_eye: 4}
+judge: {seed: 0, epochs: 3, batch_size: 64, lr: 3.0e-3, non_digits: 0.25, max_shift: 0, \
+read_by_eye: 4}
 evaluate: {seed: 1, num_samples: 64, fresh_steps: 3, batch_size: 40}
 """
 
@@ -217,13 +258,22 @@ evaluate: {seed: 1, num_samples: 64, fresh_steps: 3, batch_size: 40}
 @pytest.fixture
 def workdir(tmp_path, monkeypatch, digits):
     monkeypatch.chdir(tmp_path)
-    journey = {k: v for k, v in yaml.safe_load((ROOT / "params.yaml").read_text()).items()
-               if k in ("train", "experiments")}          # evaluate checks its argument against them
+    journey = {
+        k: v
+        for k, v in yaml.safe_load((ROOT / "params.yaml").read_text()).items()
+        if k in ("train", "experiments")
+    }  # evaluate checks its argument against them
     (tmp_path / "params.yaml").write_text(PARAMS + yaml.safe_dump(journey))
-    small = {"x_train": digits["x_train"][:1000], "y_train": digits["y_train"][:1000],
-             "x_test": digits["x_test"][:300], "y_test": digits["y_test"][:300]}
-    save_digits(tmp_path / "data" / "mnist.npz", **small)     # a quick stage: 1,000 train / 300 test
-    shutil.copytree(ROOT / "labels", tmp_path / "labels")     # the judge also trains on labelled samples
+    small = {
+        "x_train": digits["x_train"][:1000],
+        "y_train": digits["y_train"][:1000],
+        "x_test": digits["x_test"][:300],
+        "y_test": digits["y_test"][:300],
+    }
+    save_digits(tmp_path / "data" / "mnist.npz", **small)  # a quick stage: 1,000 train / 300 test
+    shutil.copytree(
+        ROOT / "labels", tmp_path / "labels"
+    )  # the judge also trains on labelled samples
     return tmp_path
 
 
@@ -231,34 +281,66 @@ def test_judge_stage_writes_its_checkpoint_and_metrics(workdir):
     _load("judge").main()
     metrics = json.loads((workdir / "metrics" / "judge.json").read_text())
     assert metrics["train_size"] == 1000 and metrics["test_size"] == 300 and metrics["epochs"] == 3
-    assert 0.5 < metrics["test_accuracy"] <= 1 and metrics["real"]["fld"] < metrics["real"]["fld_ceiling"]
+    assert (
+        0.5 < metrics["test_accuracy"] <= 1
+        and metrics["real"]["fld"] < metrics["real"]["fld_ceiling"]
+    )
     assert 0.8 < metrics["real"]["density"] < 1.2 and metrics["real"]["n"] == 300
-    controls = metrics["controls"]      # every figure on sets whose answer is known, each marked met or not
-    assert set(controls) == set(EXPECTED) and all(isinstance(row["meets"], bool) for row in controls.values())
+    controls = metrics[
+        "controls"
+    ]  # every figure on sets whose answer is known, each marked met or not
+    assert set(controls) == set(EXPECTED) and all(
+        isinstance(row["meets"], bool) for row in controls.values()
+    )
     # a blob is also one the judge does not read: this 3-epoch judge reads a few of the discs
-    assert controls["uniform noise"]["noise_share"] == 1 and controls["blurred blobs"]["blob_share"] >= 0.95
+    assert (
+        controls["uniform noise"]["noise_share"] == 1
+        and controls["blurred blobs"]["blob_share"] >= 0.95
+    )
     assert isinstance(load_judge(), LeNet5)
 
 
 def test_evaluate_without_a_checkpoint_writes_no_model(workdir):
     (workdir / "metrics" / "train").mkdir(parents=True)
-    (workdir / "metrics" / "train" / "initial_attempt.json").write_text('{"status": "expected_error"}')
+    (workdir / "metrics" / "train" / "initial_attempt.json").write_text(
+        '{"status": "expected_error"}'
+    )
     _load("evaluate").main(["initial_attempt"])
     metrics = json.loads((workdir / "metrics" / "eval" / "initial_attempt.json").read_text())
     assert metrics["status"] == "no_model" and metrics["train_status"] == "expected_error"
     assert metrics["fresh"]["density"] is None and metrics["buffer"]["class_entropy"] is None
     assert len(pd.read_csv(workdir / "plots" / "eval" / "initial_attempt_classes.csv")) == 10
-    assert sorted(os.listdir(workdir / "plots" / "eval" / "initial_attempt")) == ["buffer.png", "fresh.png"]
+    assert sorted(os.listdir(workdir / "plots" / "eval" / "initial_attempt")) == [
+        "buffer.png",
+        "fresh.png",
+    ]
 
 
 def test_evaluate_scores_a_checkpoint_and_repeats(workdir, judge):
     save_judge(workdir / "checkpoints" / "judge" / "judge.pt", judge)
-    buffer = ReplayBuffer(capacity=100, restart_prob=0.05, initial_fill=50)   # 50 < 64: drawn with replacement
-    config = {"model": {"width": 8}, "sampler": {"steps": 5, "step_size": 10.0, "noise_std": 0.005,
-                                                  "grad_clamp": 0.03, "no_grad_bug": False}}
+    buffer = ReplayBuffer(
+        capacity=100, restart_prob=0.05, initial_fill=50
+    )  # 50 < 64: drawn with replacement
+    config = {
+        "model": {"width": 8},
+        "sampler": {
+            "steps": 5,
+            "step_size": 10.0,
+            "noise_std": 0.005,
+            "grad_clamp": 0.03,
+            "no_grad_bug": False,
+        },
+    }
     (workdir / "checkpoints" / "mode_collapse").mkdir(parents=True)
-    torch.save({"config": config, "model": EnergyNet(8).state_dict(), "buffer": buffer.state_dict(), "epoch": 2},
-               workdir / "checkpoints" / "mode_collapse" / "checkpoint.pt")
+    torch.save(
+        {
+            "config": config,
+            "model": EnergyNet(8).state_dict(),
+            "buffer": buffer.state_dict(),
+            "epoch": 2,
+        },
+        workdir / "checkpoints" / "mode_collapse" / "checkpoint.pt",
+    )
     (workdir / "metrics" / "train").mkdir(parents=True)
     (workdir / "metrics" / "train" / "mode_collapse.json").write_text('{"status": "diverged"}')
     stage = _load("evaluate")
@@ -267,13 +349,22 @@ def test_evaluate_scores_a_checkpoint_and_repeats(workdir, judge):
         stage.main(["mode_collapse"])
         runs.append(json.loads((workdir / "metrics" / "eval" / "mode_collapse.json").read_text()))
     first, second = ({k: v for k, v in run.items() if not k.endswith("_s")} for run in runs)
-    assert first == second                                  # seeded: the numbers repeat
-    assert first["status"] == "diverged" and first["checkpoint_epoch"] == 2 and first["buffer_with_replacement"]
+    assert first == second  # seeded: the numbers repeat
+    assert (
+        first["status"] == "diverged"
+        and first["checkpoint_epoch"] == 2
+        and first["buffer_with_replacement"]
+    )
     assert first["sampler"] == {"step_size": 10.0, "noise_std": 0.005, "grad_clamp": 0.03}
     for kind in ("fresh", "buffer"):
         assert first[kind]["fld"] > first["real"]["fld"] and 1 <= first[kind]["modes_covered"] <= 10
-        assert first[kind]["density"] < first["real"]["density"] and "class_counts" not in first[kind]
+        assert (
+            first[kind]["density"] < first["real"]["density"] and "class_counts" not in first[kind]
+        )
     shares = pd.read_csv(workdir / "plots" / "eval" / "mode_collapse_classes.csv")
     assert list(shares.columns) == ["class", "fresh", "fresh_coverage", "buffer", "buffer_coverage"]
     assert shares["fresh"].sum() == pytest.approx(1) and shares["buffer"].sum() == pytest.approx(1)
-    assert sorted(os.listdir(workdir / "plots" / "eval" / "mode_collapse")) == ["buffer.png", "fresh.png"]
+    assert sorted(os.listdir(workdir / "plots" / "eval" / "mode_collapse")) == [
+        "buffer.png",
+        "fresh.png",
+    ]

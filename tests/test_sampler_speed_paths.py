@@ -1,4 +1,5 @@
 """The fast sampler computes what the plain tutorial loop computes (fp32, CPU, same seed)."""
+
 import importlib.util
 import json
 import platform
@@ -13,7 +14,9 @@ from ebm.model import EnergyNet
 from ebm.runtime import place
 from ebm.sampler import Chain, fast_input_grad, input_grad, langevin
 
-spec = importlib.util.spec_from_file_location("bench", Path(__file__).parents[1] / "benchmarks" / "sampler.py")
+spec = importlib.util.spec_from_file_location(
+    "bench", Path(__file__).parents[1] / "benchmarks" / "sampler.py"
+)
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
 
@@ -21,8 +24,8 @@ spec.loader.exec_module(bench)
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_fast_sampler_matches_the_tutorial_loop(threads):
     torch.manual_seed(0)
-    model = EnergyNet(16)                                   # the tutorial's layout
-    placed = place(EnergyNet(16), torch.device("cpu"))      # the stages' layout (channels_last)
+    model = EnergyNet(16)  # the tutorial's layout
+    placed = place(EnergyNet(16), torch.device("cpu"))  # the stages' layout (channels_last)
     placed.load_state_dict(model.state_dict())
     x0 = torch.rand(12, 1, 28, 28) * 2 - 1
     torch.manual_seed(5)
@@ -46,7 +49,13 @@ def test_place_uses_channels_last_on_cpu_and_keeps_the_energies():
 def test_no_grad_bug_reaches_the_worker_threads():
     """Grad mode is per thread: the bug must still raise when slices run on other threads."""
     with pytest.raises(RuntimeError, match="does not require grad"):
-        langevin(EnergyNet(8), torch.zeros(4, 1, 28, 28), Chain(2, 10, 0.005, 0.03), no_grad_bug=True, threads=2)
+        langevin(
+            EnergyNet(8),
+            torch.zeros(4, 1, 28, 28),
+            Chain(2, 10, 0.005, 0.03),
+            no_grad_bug=True,
+            threads=2,
+        )
 
 
 # The CUDA speed paths, checked for their logic on the CPU (CI has no GPU). The "eager"
@@ -58,13 +67,13 @@ def test_fast_input_grad_gives_the_plain_gradient(precision, compile):
     x = torch.rand(6, 1, 28, 28) * 2 - 1
     plain = input_grad(model, x)
     fast = fast_input_grad(model, precision, compile, backend="eager")(x)
-    assert fast.dtype == torch.float32 and fast.shape == x.shape      # the chain stays fp32
-    assert not fast.requires_grad                                     # no graph through the weights
+    assert fast.dtype == torch.float32 and fast.shape == x.shape  # the chain stays fp32
+    assert not fast.requires_grad  # no graph through the weights
     if precision == "fp32":
         assert torch.allclose(plain, fast, atol=1e-7)
-    else:                                                             # bf16 keeps ~3 significant digits
+    else:  # bf16 keeps ~3 significant digits
         assert torch.nn.functional.cosine_similarity(plain.flatten(), fast.flatten(), 0) > 0.999
-    assert all(p.grad is None for p in model.parameters())          # dE/dx only, never the weights'
+    assert all(p.grad is None for p in model.parameters())  # dE/dx only, never the weights'
 
 
 def test_plain_precision_without_compile_keeps_the_plain_path():
@@ -78,11 +87,19 @@ def test_langevin_with_a_compiled_gradient_matches_and_the_bug_still_raises():
     compiled = fast_input_grad(model, "fp32", True, backend="eager")
     torch.manual_seed(3)
     plain = langevin(model, x0, Chain(4, bench.STEP, bench.NOISE, bench.CLAMP))
-    for threads in (1, 2):   # one slice is the CUDA path: the chain must come out detached there too
+    for threads in (1, 2):  # one slice is the CUDA path: the chain must come out detached there too
         torch.manual_seed(3)
-        fast = langevin(model, x0, Chain(4, bench.STEP, bench.NOISE, bench.CLAMP), threads=threads, grad_fn=compiled)
+        fast = langevin(
+            model,
+            x0,
+            Chain(4, bench.STEP, bench.NOISE, bench.CLAMP),
+            threads=threads,
+            grad_fn=compiled,
+        )
         assert torch.allclose(plain, fast, atol=1e-6) and not fast.requires_grad
-    with pytest.raises(RuntimeError, match="does not require grad"):   # experiment 1 ignores the fast path
+    with pytest.raises(
+        RuntimeError, match="does not require grad"
+    ):  # experiment 1 ignores the fast path
         langevin(model, x0, Chain(2, 10, 0.005, 0.03), no_grad_bug=True, grad_fn=compiled)
 
 
@@ -92,7 +109,9 @@ def test_thread_settings_are_restored_after_sampling():
     assert (torch.get_num_threads(), sys.getswitchinterval()) == before
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="--keep-freed-memory sets glibc's mallopt")
+@pytest.mark.skipif(
+    platform.libc_ver()[0] != "glibc", reason="--keep-freed-memory sets glibc's mallopt"
+)
 def test_the_benchmark_runs_and_records_its_allocator_setting(tmp_path):
     """A small run of the benchmark script itself (in its own process: the allocator setting is
     process-wide): both loops timed, the same samples, page faults counted, the seed-scale
@@ -100,8 +119,26 @@ def test_the_benchmark_runs_and_records_its_allocator_setting(tmp_path):
     The CPU alone, as asked, also on a machine with a GPU."""
     out = tmp_path / "bench.json"
     script = Path(__file__).parents[1] / "benchmarks" / "sampler.py"
-    done = subprocess.run([sys.executable, str(script), "--batch", "8", "--steps", "2", "--repeats", "1",
-                           "--keep-freed-memory", "--devices", "cpu", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--batch",
+            "8",
+            "--steps",
+            "2",
+            "--repeats",
+            "1",
+            "--keep-freed-memory",
+            "--devices",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     (cpu,) = json.loads(out.read_text())["results"]
     assert cpu["allocator"].startswith("glibc, freed memory kept")

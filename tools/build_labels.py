@@ -5,6 +5,7 @@ One raw file per run: a header line `run <name> <part> <directory>`, then one li
 letter of ebm.labels.SHORT (n noise, b blob, s speck, o other, u unclear).
 Usage: python tools/build_labels.py   (from the repository root)
 """
+
 import sys
 from pathlib import Path
 
@@ -28,8 +29,19 @@ def parse(path):
             raise SystemExit(f"{path}: {grid} has {len(tiles)} tiles and {len(marks)} labels")
         for index, (tile, mark) in enumerate(zip(tiles, marks)):
             label = mark if mark.isdigit() else SHORT[mark]
-            yield tile, {"run": run, "part": part, "stage": stage, "epoch": int(epoch), "step": int(step),
-                         "grid": grid, "index": index, "label": label}
+            yield (
+                tile,
+                {
+                    "run": run,
+                    "part": part,
+                    "stage": stage,
+                    "epoch": int(epoch),
+                    "step": int(step),
+                    "grid": grid,
+                    "index": index,
+                    "label": label,
+                },
+            )
 
 
 def main():
@@ -43,7 +55,9 @@ def main():
         where = Path("labels") / part
         where.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(where / "tiles.npz", tiles=np.stack(tiles).astype(np.uint8))
-        pd.DataFrame(rows).rename_axis("tile").reset_index().to_csv(where / "labels.csv", index=False)
+        pd.DataFrame(rows).rename_axis("tile").reset_index().to_csv(
+            where / "labels.csv", index=False
+        )
         print(f"labels/{part}: {len(rows)} tiles")
 
 

@@ -1,10 +1,12 @@
 """Print how far the judge and the shape tests agree with the labelled samples, per part.
 
-    python tools/label_agreement.py [JUDGE.pt] [PART ...]   # default: checkpoints/judge/judge.pt, every part
+    python tools/label_agreement.py [JUDGE.pt] [PART ...]   # default: checkpoints/judge/judge.pt,
+                                                              every part
 
 One markdown table per part (per grid: the person's share read / noise / blob against the
 figures'), then the per-tile agreement; docs/experiments.md quotes them.
 """
+
 import sys
 from pathlib import Path
 
@@ -26,10 +28,16 @@ def main():
         print("|---|---|---|---|---|---|---|---|")
         for row in per_grid.itertuples():
             grid = row.grid.replace("plots/samples/", "").replace("plots/generate/", "generate/")
-            print(f"| {row.run} | {grid} | {row.person_read:.2f} | {row.read:.2f} | {row.person_noise:.2f} | "
-                  f"{row.noise:.2f} | {row.person_blob:.2f} | {row.blob:.2f} |")
-        print(f"\nper tile: read vs not read {per_tile['read_agreement']:.3f}; class {per_tile['class_agreement']:.3f} "
-              f"of {per_tile['both_read']} tiles both read")
+            print(
+                f"| {row.run} | {grid} | {row.person_read:.2f} | {row.read:.2f} | "
+                f"{row.person_noise:.2f} | "
+                f"{row.noise:.2f} | {row.person_blob:.2f} | {row.blob:.2f} |"
+            )
+        print(
+            f"\nper tile: read vs not read {per_tile['read_agreement']:.3f}; class "
+            f"{per_tile['class_agreement']:.3f} "
+            f"of {per_tile['both_read']} tiles both read"
+        )
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """Cut a 64-tile sample grid into its tiles and draw them enlarged and numbered, for labelling
 by eye (docs/labelling.md). Usage: python tools/label_sheet.py GRID.png OUT_PREFIX [--zoom 5]
 writes OUT_PREFIX_a.png (tiles 0-31) and OUT_PREFIX_b.png (tiles 32-63)."""
+
 import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
@@ -15,7 +15,7 @@ from ebm.labels import cut_grid  # noqa: E402
 def sheet(tiles, first, zoom, cols=8):
     """Tiles first..first+31 of (N, 28, 28) uint8, each `zoom` times larger, its index above it."""
     size, label_h, gap = 28 * zoom, 14, 6
-    chosen = tiles[first:first + 32]
+    chosen = tiles[first : first + 32]
     rows = -(-len(chosen) // cols)
     canvas = Image.new("L", (cols * (size + gap) + gap, rows * (size + label_h + gap) + gap), 90)
     draw = ImageDraw.Draw(canvas)

@@ -10,6 +10,7 @@ continued (`draws`) and its Langevin steps since it last started from noise (`st
 original journey blames exp 4's collapse on a feedback loop, which needs chains drawn again
 and again; a slot is drawn about batch x iterations / capacity times in a run.
 """
+
 import torch
 
 from ebm.sampler import langevin
@@ -26,11 +27,15 @@ class ReplayBuffer:
         self.capacity, self.restart_prob, self.shape = capacity, restart_prob, tuple(shape)
         self.images = torch.empty((capacity, *shape), device=device)
         self.images[:initial_fill] = uniform_noise(initial_fill, shape, device)
-        self.size = initial_fill      # how many slots hold images
-        self.head = initial_fill % capacity   # the next slot to overwrite
-        self.draws = torch.zeros(capacity, dtype=torch.long, device=device)   # per slot: times continued
-        self.steps = torch.zeros(capacity, dtype=torch.long, device=device)   # per slot: steps since noise
-        self.drawn = None             # (draws, steps) of the chains `sample` handed out last
+        self.size = initial_fill  # how many slots hold images
+        self.head = initial_fill % capacity  # the next slot to overwrite
+        self.draws = torch.zeros(
+            capacity, dtype=torch.long, device=device
+        )  # per slot: times continued
+        self.steps = torch.zeros(
+            capacity, dtype=torch.long, device=device
+        )  # per slot: steps since noise
+        self.drawn = None  # (draws, steps) of the chains `sample` handed out last
 
     @property
     def device(self):
@@ -42,7 +47,10 @@ class ReplayBuffer:
         starts = self.images[picks]
         restart = torch.rand(n, device=self.device) < self.restart_prob
         fresh = uniform_noise(n, self.shape, self.device)
-        self.drawn = (torch.where(restart, 0, self.draws[picks]), torch.where(restart, 0, self.steps[picks]))
+        self.drawn = (
+            torch.where(restart, 0, self.draws[picks]),
+            torch.where(restart, 0, self.steps[picks]),
+        )
         return torch.where(restart.view(-1, 1, 1, 1), fresh, starts)
 
     def draw(self, n):
@@ -75,15 +83,21 @@ class ReplayBuffer:
         return self.draws[: self.size], self.steps[: self.size]
 
     def state_dict(self):
-        return {"images": self.images[: self.size].clone() if self.size < self.capacity else self.images.clone(),
-                "size": self.size, "head": self.head,
-                "draws": self.draws[: self.size].clone(), "steps": self.steps[: self.size].clone()}
+        return {
+            "images": self.images[: self.size].clone()
+            if self.size < self.capacity
+            else self.images.clone(),
+            "size": self.size,
+            "head": self.head,
+            "draws": self.draws[: self.size].clone(),
+            "steps": self.steps[: self.size].clone(),
+        }
 
     def load_state_dict(self, state):
         size = state["size"]
         self.images[:size] = state["images"][:size].to(self.device)
         self.size, self.head = size, state["head"]
-        if "draws" in state:     # (a buffer saved before ages were recorded: ages unknown, left at 0)
+        if "draws" in state:  # (a buffer saved before ages were recorded: ages unknown, left at 0)
             self.draws[:size] = state["draws"][:size].to(self.device)
             self.steps[:size] = state["steps"][:size].to(self.device)
 
@@ -111,9 +125,13 @@ class ChainPool:
     def __init__(self, n, restart_prob, lifetime=0, shape=(1, 28, 28), device="cpu"):
         self.images = uniform_noise(n, shape, device)
         self.restart_prob, self.lifetime = restart_prob, lifetime
-        self.ages = torch.zeros(n, dtype=torch.long, device=device)   # Langevin steps since each (re)start
+        self.ages = torch.zeros(
+            n, dtype=torch.long, device=device
+        )  # Langevin steps since each (re)start
         # the age at which each chain restarts next: chain i first at (i + 1) / n of a lifetime
-        self.restart_age = (torch.arange(1, n + 1, device=device) * lifetime) // n if lifetime else None
+        self.restart_age = (
+            (torch.arange(1, n + 1, device=device) * lifetime) // n if lifetime else None
+        )
 
     def advance(self, energy, chain, grad_fn=None, run=langevin):
         """Restart the chains due, then move every chain `chain.steps` steps under `energy`
@@ -123,7 +141,9 @@ class ChainPool:
             due = self.ages >= self.restart_age
             self.restart_age[due] = self.lifetime
             restart |= due
-        self.images[restart] = uniform_noise(int(restart.sum()), self.images.shape[1:], self.images.device)
+        self.images[restart] = uniform_noise(
+            int(restart.sum()), self.images.shape[1:], self.images.device
+        )
         self.ages[restart] = 0
         self.images = run(energy, self.images, chain, grad_fn=grad_fn)
         self.ages += chain.steps
@@ -132,8 +152,11 @@ class ChainPool:
         return self.images[torch.randint(0, len(self.images), (n,), device=self.images.device)]
 
     def state_dict(self):
-        return {"images": self.images.clone(), "ages": self.ages.clone(),
-                "restart_age": None if self.restart_age is None else self.restart_age.clone()}
+        return {
+            "images": self.images.clone(),
+            "ages": self.ages.clone(),
+            "restart_age": None if self.restart_age is None else self.restart_age.clone(),
+        }
 
     def load_state_dict(self, state):
         self.images = state["images"].to(self.images.device)

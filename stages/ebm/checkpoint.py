@@ -9,6 +9,7 @@ stage reads. A file that cannot be read (truncated, corrupt, another format, or 
 checkpoint that held NumPy arrays) stops the stage in one line naming the file and the
 command that rebuilds it (a DataError, see ebm.stage.run_stage).
 """
+
 import pickle
 import re
 import struct
@@ -22,13 +23,25 @@ import torch
 from ebm.data import DataError
 from ebm.io import save_torch
 
-_ATOMS = (type(None), bool, int, float, complex, str, bytes, torch.Tensor, torch.Size, torch.dtype, torch.device)
+_ATOMS = (
+    type(None),
+    bool,
+    int,
+    float,
+    complex,
+    str,
+    bytes,
+    torch.Tensor,
+    torch.Size,
+    torch.dtype,
+    torch.device,
+)
 
 
 def plain(obj, where="checkpoint"):
     """`obj` with NumPy arrays as tensors and NumPy scalars as Python numbers; a TypeError naming
     the entry (`where`) for any other object torch.load(weights_only=True) would refuse."""
-    if isinstance(obj, np.generic):      # before _ATOMS: np.float64 is a float, but pickles as NumPy's
+    if isinstance(obj, np.generic):  # before _ATOMS: np.float64 is a float, but pickles as NumPy's
         return obj.item()
     if isinstance(obj, np.ndarray):
         if obj.dtype.hasobject:
@@ -36,17 +49,19 @@ def plain(obj, where="checkpoint"):
         return torch.from_numpy(np.ascontiguousarray(obj).copy())
     if isinstance(obj, _ATOMS):
         return obj
-    if type(obj) in (list, tuple):       # not a subclass (a namedtuple pickles as its class)
+    if type(obj) in (list, tuple):  # not a subclass (a namedtuple pickles as its class)
         return type(obj)(plain(v, f"{where}[{i}]") for i, v in enumerate(obj))
-    if isinstance(obj, dict):            # OrderedDict stays one, with a state_dict's _metadata
+    if isinstance(obj, dict):  # OrderedDict stays one, with a state_dict's _metadata
         out = OrderedDict() if isinstance(obj, OrderedDict) else {}
         for k, v in obj.items():
             out[plain(k, where)] = plain(v, f"{where}[{k!r}]")
         if hasattr(obj, "_metadata"):
             out._metadata = obj._metadata
         return out
-    raise TypeError(f"{where}: a {type(obj).__module__}.{type(obj).__qualname__} cannot go in a checkpoint "
-                    f"(torch.load(weights_only=True) reads tensors, numbers, strings, lists and dicts only)")
+    raise TypeError(
+        f"{where}: a {type(obj).__module__}.{type(obj).__qualname__} cannot go in a checkpoint "
+        f"(torch.load(weights_only=True) reads tensors, numbers, strings, lists and dicts only)"
+    )
 
 
 def save_checkpoint(path, obj):
@@ -59,7 +74,7 @@ def retrain(folder):
     `dvc repro -f` alone: the folder is a persistent output, which DVC keeps, and train.py
     would try to resume from it again."""
     name = Path(folder).name
-    stage = name if name == "long_run" else f"train@{name}"      # dvc.yaml's stage names
+    stage = name if name == "long_run" else f"train@{name}"  # dvc.yaml's stage names
     return f"to train it afresh: `rm -r {folder} && dvc repro {stage}`"
 
 
@@ -68,7 +83,9 @@ def load_checkpoint(path, device, remedy):
     and `remedy` (the command that rebuilds it) when the file cannot be read."""
     if not Path(path).is_file():
         raise DataError(f"{path}: file not found; {remedy}")
-    if not zipfile.is_zipfile(path):   # torch.save writes a zip, whose directory is at its end: a cut
+    if not zipfile.is_zipfile(
+        path
+    ):  # torch.save writes a zip, whose directory is at its end: a cut
         # file has none. (Given bytes that are no zip, torch would try its pre-1.6 format, and the
         # unpickler fails in any of a dozen ways: KeyError, IndexError, ...)
         raise DataError(f"{path}: truncated or not a checkpoint (no whole zip archive); {remedy}")
@@ -76,16 +93,31 @@ def load_checkpoint(path, device, remedy):
         return torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:
         refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
-        if refused:   # the loader stopped at it: nothing of the file was built or run
-            raise DataError(f"{path}: holds {refused.group(1)}, not only tensors, numbers, strings, lists and "
-                            f"dicts (an older checkpoint format, or not a checkpoint of this project); "
-                            f"not loaded; {remedy}") from None
+        if refused:  # the loader stopped at it: nothing of the file was built or run
+            raise DataError(
+                f"{path}: holds {refused.group(1)}, not only tensors, numbers, strings, lists and "
+                f"dicts (an older checkpoint format, or not a checkpoint of this project); "
+                f"not loaded; {remedy}"
+            ) from None
         reason = str(err).split("WeightsUnpickler error:")[-1].split("Check the documentation")[0]
-        raise DataError(f"{path}: corrupt ({_first_line(reason) or 'unreadable pickle'}); {remedy}") from None
-    except (EOFError, IndexError, KeyError, TypeError, ValueError, AttributeError, struct.error, OSError,
-            zipfile.BadZipFile) as err:   # a damaged record inside a whole archive
-        raise DataError(f"{path}: corrupt ({type(err).__name__}: {_first_line(err)}); {remedy}") from None
-    except RuntimeError as err:   # torch's zip reader (PytorchStreamReader) on a damaged archive
+        raise DataError(
+            f"{path}: corrupt ({_first_line(reason) or 'unreadable pickle'}); {remedy}"
+        ) from None
+    except (
+        EOFError,
+        IndexError,
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        struct.error,
+        OSError,
+        zipfile.BadZipFile,
+    ) as err:  # a damaged record inside a whole archive
+        raise DataError(
+            f"{path}: corrupt ({type(err).__name__}: {_first_line(err)}); {remedy}"
+        ) from None
+    except RuntimeError as err:  # torch's zip reader (PytorchStreamReader) on a damaged archive
         if "PytorchStreamReader" not in str(err) and "corrupt" not in str(err):
             raise
         raise DataError(f"{path}: corrupt ({_first_line(err)}); {remedy}") from None

@@ -5,6 +5,7 @@ anything. Under `torchrun --nproc_per_node N`, each rank trains on its slice of 
 batch with its own replay-buffer shard, DistributedDataParallel averages the gradients
 (NCCL on CUDA, gloo on CPU), and rank 0 writes the outputs.
 """
+
 import os
 
 import torch

@@ -15,18 +15,22 @@ after. The weights are read from their own tensors at every replay, so the optim
 in-place updates are seen; a model whose parameters are replaced by new tensors needs a
 new `GraphedLangevin`.
 """
+
 import torch
 
 from ebm.sampler import input_grad, langevin
 
 
 def use_graph(choice, device):
-    """`train.sampler.cuda_graph` (true | false | auto) -> whether the chain runs as a CUDA graph."""
+    """`train.sampler.cuda_graph` (true | false | auto) -> whether the chain runs as a CUDA
+    graph."""
     if choice == "auto":
         return device.type == "cuda"
     if choice is True and device.type != "cuda":
-        raise RuntimeError(f"train.sampler.cuda_graph: true needs a CUDA device, and this run is on "
-                           f"{device.type}; set it to auto or false")
+        raise RuntimeError(
+            f"train.sampler.cuda_graph: true needs a CUDA device, and this run is on "
+            f"{device.type}; set it to auto or false"
+        )
     return choice is True
 
 
@@ -42,20 +46,24 @@ def langevin_steps(energy, x, noise, chain):
         if chain.noise_std > 0:
             x.add_(noise.normal_(0.0, chain.noise_std)).clamp_(-1.0, 1.0)
         grad = input_grad(energy, x)
-        x.sub_(grad.clamp_(-chain.grad_clamp, chain.grad_clamp), alpha=chain.step_size).clamp_(-1.0, 1.0)
+        x.sub_(grad.clamp_(-chain.grad_clamp, chain.grad_clamp), alpha=chain.step_size).clamp_(
+            -1.0, 1.0
+        )
 
 
 class GraphedChain:
     """K Langevin steps of `energy` at one batch shape, captured once as a CUDA graph."""
 
-    WARMUP = 3   # eager runs on a side stream before the capture (cuDNN and autograd set up)
+    WARMUP = 3  # eager runs on a side stream before the capture (cuDNN and autograd set up)
 
     def __init__(self, energy, like, chain):
         device = like.device
-        self.x = torch.zeros_like(like)           # the chain's static state: copied in, replayed, cloned out
+        self.x = torch.zeros_like(like)  # the chain's static state: copied in, replayed, cloned out
         self.noise = torch.empty_like(like)
         self.graph = torch.cuda.CUDAGraph()
-        rng = torch.cuda.get_rng_state(device)    # the warm-up's draws must not shift the chain's noise
+        rng = torch.cuda.get_rng_state(
+            device
+        )  # the warm-up's draws must not shift the chain's noise
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
@@ -69,7 +77,7 @@ class GraphedChain:
     def __call__(self, x):
         self.x.copy_(x)
         self.graph.replay()
-        return self.x.clone()                     # the caller keeps it; the next replay overwrites self.x
+        return self.x.clone()  # the caller keeps it; the next replay overwrites self.x
 
 
 class GraphedLangevin:
@@ -90,5 +98,8 @@ class GraphedLangevin:
             return langevin(energy, x, chain, no_grad_bug=True)
         key = (id(energy), tuple(x.shape), x.dtype, x.device, chain)
         if key not in self.graphs:
-            self.graphs[key] = (energy, self.build(energy, x, chain))   # energy kept: its id stays its own
+            self.graphs[key] = (
+                energy,
+                self.build(energy, x, chain),
+            )  # energy kept: its id stays its own
         return self.graphs[key][1](x)

@@ -1,4 +1,5 @@
 """Sample grids as PNG files (written atomically)."""
+
 import math
 
 import torch
@@ -6,7 +7,7 @@ from PIL import Image
 
 from ebm.io import atomic_path
 
-PAD, PAD_VALUE = 2, 128   # a 2-pixel mid-grey border around every image
+PAD, PAD_VALUE = 2, 128  # a 2-pixel mid-grey border around every image
 
 
 def to_uint8(x):
@@ -21,13 +22,15 @@ def tile(images_uint8, nrow=8):
     costs 3.7 s, paid by every stage that saves a grid (13 of a journey's processes)."""
     n, _, h, w = images_uint8.shape
     if n == 1:
-        return images_uint8[0, 0]   # make_grid's too: one image, no border
+        return images_uint8[0, 0]  # make_grid's too: one image, no border
     cols = min(nrow, n)
     rows = math.ceil(n / cols)
-    grid = torch.full((rows * (h + PAD) + PAD, cols * (w + PAD) + PAD), PAD_VALUE, dtype=torch.uint8)
+    grid = torch.full(
+        (rows * (h + PAD) + PAD, cols * (w + PAD) + PAD), PAD_VALUE, dtype=torch.uint8
+    )
     for i, image in enumerate(images_uint8):
         top, left = (i // cols) * (h + PAD) + PAD, (i % cols) * (w + PAD) + PAD
-        grid[top:top + h, left:left + w] = image[0]
+        grid[top : top + h, left : left + w] = image[0]
     return grid
 
 

@@ -4,6 +4,7 @@ Every output goes to a temporary file in the same folder and is renamed into pla
 `os.replace` is atomic on POSIX within one filesystem. A write that fails (a full disk,
 a read-only folder) leaves the old file as it was and stops the stage in one line.
 """
+
 import contextlib
 import json
 import os
@@ -20,14 +21,14 @@ def atomic_path(path):
 
     An OSError on the way (ENOSPC, EACCES, ...) becomes a DataError naming `path`, which the
     stage reports in one line (ebm.stage.run_stage) instead of a traceback."""
-    from ebm.data import DataError   # (ebm.data imports this module)
+    from ebm.data import DataError  # (ebm.data imports this module)
 
     path, tmp = Path(path), None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
-        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600; give outputs the usual permissions
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give outputs the usual permissions
         yield Path(tmp)
         os.replace(tmp, path)
     except BaseException as err:
@@ -35,8 +36,10 @@ def atomic_path(path):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(tmp)
         if isinstance(err, OSError):
-            raise DataError(f"{path}: not written ({err.strerror or err}); "
-                            f"the file is left as it was before this write") from None
+            raise DataError(
+                f"{path}: not written ({err.strerror or err}); "
+                f"the file is left as it was before this write"
+            ) from None
         raise
 
 

@@ -10,6 +10,7 @@ shifts and, as the EBM's chains often draw them, thickened strokes and pixels at
 bold or saturated digits still read as digits. Its 84-d penultimate activations (`features`)
 embed samples for the Frechet distance, the MNIST analogue of FID.
 """
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -18,8 +19,11 @@ from ebm.checkpoint import load_checkpoint, save_checkpoint
 from ebm.non_digits import non_digits
 
 
-NOT_A_DIGIT = 10          # the eleventh class
-THICKEN, BINARISE = 1 / 3, 1 / 3   # share of training digits given thicker strokes, and pixels at +-1
+NOT_A_DIGIT = 10  # the eleventh class
+THICKEN, BINARISE = (
+    1 / 3,
+    1 / 3,
+)  # share of training digits given thicker strokes, and pixels at +-1
 
 
 class LeNet5(nn.Module):
@@ -28,8 +32,8 @@ class LeNet5(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, kernel_size=5, padding=2)    # 28 -> 28, pooled to 14
-        self.conv2 = nn.Conv2d(6, 16, kernel_size=5)              # 14 -> 10, pooled to 5
+        self.conv1 = nn.Conv2d(1, 6, kernel_size=5, padding=2)  # 28 -> 28, pooled to 14
+        self.conv2 = nn.Conv2d(6, 16, kernel_size=5)  # 14 -> 10, pooled to 5
         self.fc1 = nn.Linear(16 * 5 * 5, 120)
         self.fc2 = nn.Linear(120, 84)
         self.fc3 = nn.Linear(84, NOT_A_DIGIT + 1)
@@ -50,7 +54,7 @@ def _shift(x, max_shift, generator):
     n = len(x)
     padded = F.pad(x, [max_shift] * 4, value=-1.0)
     dx, dy = (torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator)).tolist()
-    return torch.stack([padded[i, :, dy[i]:dy[i] + 28, dx[i]:dx[i] + 28] for i in range(n)])
+    return torch.stack([padded[i, :, dy[i] : dy[i] + 28, dx[i] : dx[i] + 28] for i in range(n)])
 
 
 def augment_digits(x, generator):
@@ -67,8 +71,19 @@ def _halves(n, parts):
     return [n] if parts == 1 else [n - n // 2, n // 2]
 
 
-def train_judge(x_train, y_train, seed, epochs, batch_size, lr, device="cpu", max_shift=0, non_digit_ratio=0.0,
-                read_by_eye=None, read_by_eye_per_batch=0):
+def train_judge(
+    x_train,
+    y_train,
+    seed,
+    epochs,
+    batch_size,
+    lr,
+    device="cpu",
+    max_shift=0,
+    non_digit_ratio=0.0,
+    read_by_eye=None,
+    read_by_eye_per_batch=0,
+):
     """Adam on cross-entropy; x_train float (N, 1, 28, 28) in [-1, 1], y_train int labels 0-9.
 
     non_digit_ratio > 0: each batch also holds this many `non_digits` per digit, labelled
@@ -79,20 +94,23 @@ def train_judge(x_train, y_train, seed, epochs, batch_size, lr, device="cpu", ma
     digit and half from the rest. Drawn from the whole pool, ~95% would be non-digits (most of a
     journey's grids are failures), and the judge learnt to refuse the EBM's legible digits too.
     Seeded without touching the global RNG: init, shuffling, augmentation, the non-digits and
-    the +-`max_shift` pixel translations all come from `seed`. Trained in float64, returned in float32 and eval mode:
-    float32 sums taken in another order (another CPU's vector width, oneDNN's kernel choice)
-    move the weights enough to change a test digit's label, and every evaluation figure with
-    it; in float64 such differences stay far below float32's resolution.
+    the +-`max_shift` pixel translations all come from `seed`. Trained in float64, returned in
+    float32 and eval mode: float32 sums taken in another order (another CPU's vector width,
+    oneDNN's kernel choice) move the weights enough to change a test digit's label, and every
+    evaluation figure with it; in float64 such differences stay far below float32's resolution.
     """
     x_train = torch.as_tensor(x_train, dtype=torch.float64)
     y_train = torch.as_tensor(y_train, dtype=torch.int64)
     generator = torch.Generator().manual_seed(seed)
-    # one fixed set of non-digits, drawn once (drawing them per batch cost more than the training step)
+    # one fixed set of non-digits, drawn once (drawing them per batch cost more than the
+    # training step)
     others = non_digits(round(non_digit_ratio * len(x_train)), generator)
     if read_by_eye is not None:
         eye_x = torch.as_tensor(read_by_eye[0], dtype=torch.float64)
         eye_y = torch.as_tensor(read_by_eye[1], dtype=torch.int64)
-        eye_groups = [torch.nonzero(read).ravel() for read in (eye_y != NOT_A_DIGIT, eye_y == NOT_A_DIGIT)]
+        eye_groups = [
+            torch.nonzero(read).ravel() for read in (eye_y != NOT_A_DIGIT, eye_y == NOT_A_DIGIT)
+        ]
         eye_groups = [group for group in eye_groups if len(group)]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -103,17 +121,23 @@ def train_judge(x_train, y_train, seed, epochs, batch_size, lr, device="cpu", ma
         order = torch.randperm(len(x_train), generator=generator)
         other_order = torch.randperm(len(others), generator=generator)
         for b, start in enumerate(range(0, len(order), batch_size)):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             x, y = x_train[idx], y_train[idx]
             if len(others):
                 share = len(others) * len(idx) // len(x_train)
-                picked = others[other_order[b * share:(b + 1) * share]]
+                picked = others[other_order[b * share : (b + 1) * share]]
                 x = torch.cat([augment_digits(x, generator), picked])
                 y = torch.cat([y, torch.full((len(picked),), NOT_A_DIGIT)])
             x = _shift(x, max_shift, generator) if max_shift else x
             if read_by_eye is not None and read_by_eye_per_batch:
-                pick = torch.cat([group[torch.randint(0, len(group), (n,), generator=generator)]
-                                  for group, n in zip(eye_groups, _halves(read_by_eye_per_batch, len(eye_groups)))])
+                pick = torch.cat(
+                    [
+                        group[torch.randint(0, len(group), (n,), generator=generator)]
+                        for group, n in zip(
+                            eye_groups, _halves(read_by_eye_per_batch, len(eye_groups))
+                        )
+                    ]
+                )
                 x = torch.cat([x, _shift(eye_x[pick], 2, generator)])
                 y = torch.cat([y, eye_y[pick]])
             loss = F.cross_entropy(model(x.to(device)), y.to(device))
@@ -127,13 +151,19 @@ def train_judge(x_train, y_train, seed, epochs, batch_size, lr, device="cpu", ma
 def accuracy(model, x, y, batch_size=1000):
     device = next(model.parameters()).device
     y = torch.as_tensor(y)
-    correct = sum((model(x[i:i + batch_size].to(device)).argmax(1).cpu() == y[i:i + batch_size]).sum().item()
-                  for i in range(0, len(x), batch_size))
+    correct = sum(
+        (model(x[i : i + batch_size].to(device)).argmax(1).cpu() == y[i : i + batch_size])
+        .sum()
+        .item()
+        for i in range(0, len(x), batch_size)
+    )
     return correct / len(x)
 
 
 def save_judge(path, model):
-    save_checkpoint(path, {"arch": "LeNet5", "model": {k: v.cpu() for k, v in model.state_dict().items()}})
+    save_checkpoint(
+        path, {"arch": "LeNet5", "model": {k: v.cpu() for k, v in model.state_dict().items()}}
+    )
 
 
 def load_judge(path="checkpoints/judge/judge.pt", device="cpu"):
@@ -143,7 +173,9 @@ def load_judge(path="checkpoints/judge/judge.pt", device="cpu"):
     from ebm.data import DataError
 
     if not Path(path).is_file():
-        raise DataError(f"{path}: the judge is missing; run `dvc repro judge` (or `python stages/judge.py`)")
+        raise DataError(
+            f"{path}: the judge is missing; run `dvc repro judge` (or `python stages/judge.py`)"
+        )
     state = load_checkpoint(path, device, "rebuild it: `dvc repro -f judge`")
     model = LeNet5().to(device)
     model.load_state_dict(state["model"])

@@ -7,6 +7,7 @@ stage, epoch, step, grid, index), its part, and what the person read: a digit 0-
 blob / speck / other / unclear). The judge trains on labels/calibration only, so labelling
 more held-out grids leaves it, and every stage after it, as it is.
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -19,20 +20,33 @@ from ebm.images import PAD
 
 NOT_DIGIT_KINDS = ("noise", "blob", "speck", "other")
 KINDS = ("digit",) + NOT_DIGIT_KINDS + ("unclear",)
-PARTS = ("calibration", "held_out", "committed")   # one folder each under labels/
-SHORT = {"n": "noise", "b": "blob", "s": "speck", "o": "other", "u": "unclear"}   # how a labeller types them
+PARTS = ("calibration", "held_out", "committed")  # one folder each under labels/
+SHORT = {
+    "n": "noise",
+    "b": "blob",
+    "s": "speck",
+    "o": "other",
+    "u": "unclear",
+}  # how a labeller types them
 # The agreement the figures must reach on a held-out part (issue #32; docs/labelling.md).
-GRID_SHARE_TOLERANCE = 0.1    # per grid, each share within this of the person's
-TILE_AGREEMENT = 0.85         # per tile: read vs not read, and the class of tiles both read
+GRID_SHARE_TOLERANCE = 0.1  # per grid, each share within this of the person's
+TILE_AGREEMENT = 0.85  # per tile: read vs not read, and the class of tiles both read
 
 
 def cut_grid(path, size=28):
     """A grid PNG written by ebm.images.save_grid -> (N, size, size) uint8 tiles, row by row."""
     grid = np.asarray(Image.open(path).convert("L"))
     rows, cols = (grid.shape[0] - PAD) // (size + PAD), (grid.shape[1] - PAD) // (size + PAD)
-    return np.stack([grid[PAD + r * (size + PAD):PAD + r * (size + PAD) + size,
-                          PAD + c * (size + PAD):PAD + c * (size + PAD) + size]
-                     for r in range(rows) for c in range(cols)])
+    return np.stack(
+        [
+            grid[
+                PAD + r * (size + PAD) : PAD + r * (size + PAD) + size,
+                PAD + c * (size + PAD) : PAD + c * (size + PAD) + size,
+            ]
+            for r in range(rows)
+            for c in range(cols)
+        ]
+    )
 
 
 def kind_of(label):
@@ -47,7 +61,9 @@ def load_part(root, part):
     tiles = np.load(where / "tiles.npz")["tiles"]
     labels = pd.read_csv(where / "labels.csv", dtype={"label": str})
     if len(labels) != len(tiles) or (labels["tile"].to_numpy() != np.arange(len(tiles))).any():
-        raise ValueError(f"{where}: labels.csv does not list tiles.npz's {len(tiles)} tiles in order")
+        raise ValueError(
+            f"{where}: labels.csv does not list tiles.npz's {len(tiles)} tiles in order"
+        )
     if (labels["part"] != part).any():
         raise ValueError(f"{where}/labels.csv: rows of another part than {part!r}")
     unknown = sorted(set(labels["label"]) - set(map(str, range(10))) - set(KINDS))
@@ -59,7 +75,9 @@ def load_part(root, part):
 def load_labelled(root="labels", parts=PARTS):
     """(tiles uint8 (N, 28, 28), labels DataFrame with a `kind` column) of every part present,
     in PARTS order; `tile` is renumbered to the row in the returned tiles."""
-    found = [load_part(root, part) for part in parts if (Path(root) / part / "labels.csv").is_file()]
+    found = [
+        load_part(root, part) for part in parts if (Path(root) / part / "labels.csv").is_file()
+    ]
     if not found:
         raise ValueError(f"{root}: no labelled part ({', '.join(parts)})")
     tiles = np.concatenate([t for t, _ in found])
@@ -90,7 +108,14 @@ def figures_of(judge, tiles):
     _, probs = embed(judge, x)
     read = probs.max(1) >= RECOGNISABLE
     kind = kinds(x, probs)
-    return pd.DataFrame({"read": read, "read_class": probs.argmax(1), "noise": kind == "noise", "blob": kind == "blob"})
+    return pd.DataFrame(
+        {
+            "read": read,
+            "read_class": probs.argmax(1),
+            "noise": kind == "noise",
+            "blob": kind == "blob",
+        }
+    )
 
 
 def reading_of_grid(grid, labelled, judge):
@@ -104,15 +129,22 @@ def reading_of_grid(grid, labelled, judge):
     if not mine.any():
         return None
     tiles, labels = tiles[mine], labels[mine]
-    if not Path(grid).is_file() or not np.array_equal(cut_grid(grid)[labels["index"].to_numpy()], tiles):
+    if not Path(grid).is_file() or not np.array_equal(
+        cut_grid(grid)[labels["index"].to_numpy()], tiles
+    ):
         return {"stale": True}
     figures = figures_of(judge, tiles)
     kind = labels["kind"]
-    return {"tiles": len(labels), "person_read": float((kind == "digit").mean()),
-            "person_noise": float((kind == "noise").mean()), "person_blob": float((kind == "blob").mean()),
-            "person_kinds": {k: int((kind == k).sum()) for k in KINDS if (kind == k).any()},
-            "read": float(figures["read"].mean()), "noise": float(figures["noise"].mean()),
-            "blob": float(figures["blob"].mean())}
+    return {
+        "tiles": len(labels),
+        "person_read": float((kind == "digit").mean()),
+        "person_noise": float((kind == "noise").mean()),
+        "person_blob": float((kind == "blob").mean()),
+        "person_kinds": {k: int((kind == k).sum()) for k in KINDS if (kind == k).any()},
+        "read": float(figures["read"].mean()),
+        "noise": float(figures["noise"].mean()),
+        "blob": float(figures["blob"].mean()),
+    }
 
 
 def agreement(labels, figures):
@@ -122,19 +154,29 @@ def agreement(labels, figures):
     both["person_read"] = both["kind"] == "digit"
     both["person_noise"] = both["kind"] == "noise"
     both["person_blob"] = both["kind"] == "blob"
-    per_grid = both.groupby(["part", "run", "grid"], sort=False).agg(
-        tiles=("tile", "size"),
-        person_read=("person_read", "mean"), read=("read", "mean"),
-        person_noise=("person_noise", "mean"), noise=("noise", "mean"),
-        person_blob=("person_blob", "mean"), blob=("blob", "mean")).reset_index()
-    per_grid["worst_gap"] = np.max([(per_grid[f"person_{k}"] - per_grid[k]).abs()
-                                    for k in ("read", "noise", "blob")], axis=0)
+    per_grid = (
+        both.groupby(["part", "run", "grid"], sort=False)
+        .agg(
+            tiles=("tile", "size"),
+            person_read=("person_read", "mean"),
+            read=("read", "mean"),
+            person_noise=("person_noise", "mean"),
+            noise=("noise", "mean"),
+            person_blob=("person_blob", "mean"),
+            blob=("blob", "mean"),
+        )
+        .reset_index()
+    )
+    per_grid["worst_gap"] = np.max(
+        [(per_grid[f"person_{k}"] - per_grid[k]).abs() for k in ("read", "noise", "blob")], axis=0
+    )
     read_both = both[both["person_read"] & both["read"]]
     per_tile = {
         "tiles": len(both),
         "read_agreement": float((both["person_read"] == both["read"]).mean()),
         "both_read": len(read_both),
         "class_agreement": float((read_both["label"].astype(int) == read_both["read_class"]).mean())
-        if len(read_both) else float("nan"),
+        if len(read_both)
+        else float("nan"),
     }
     return per_grid, per_tile

@@ -5,6 +5,7 @@ and two linear layers with Swish, ~77k parameters at width 32. The tutorial's ne
 outputs a score (high on data); here it outputs the energy E = -score, the sign the
 original journey's loss uses.
 """
+
 from pathlib import Path
 
 import torch
@@ -20,10 +21,10 @@ class EnergyNet(nn.Module):
         c = width
         self.body = nn.Sequential(
             nn.Conv2d(1, c // 2, kernel_size=5, stride=2, padding=4),  # 28 -> 16
-            nn.SiLU(),                                                   # SiLU is Swish
-            nn.Conv2d(c // 2, c, kernel_size=3, stride=2, padding=1),   # 16 -> 8
+            nn.SiLU(),  # SiLU is Swish
+            nn.Conv2d(c // 2, c, kernel_size=3, stride=2, padding=1),  # 16 -> 8
             nn.SiLU(),
-            nn.Conv2d(c, 2 * c, kernel_size=3, stride=2, padding=1),    # 8 -> 4
+            nn.Conv2d(c, 2 * c, kernel_size=3, stride=2, padding=1),  # 8 -> 4
             nn.SiLU(),
             nn.Conv2d(2 * c, 2 * c, kernel_size=3, stride=2, padding=1),  # 4 -> 2
             nn.SiLU(),

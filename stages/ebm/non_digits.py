@@ -7,6 +7,7 @@ draws that is no digit comes to the judge from samples a person read (`ebm.label
 look-alikes of it (blotchy noise, ragged blobs, blocks, crosses, clumped specks) were tried
 and did not bring the judge closer to the person (docs/labelling.md).
 """
+
 import torch
 from torch.nn import functional as F
 
@@ -20,18 +21,22 @@ def _rand(generator, *shape):
 def blur(x, sigma):
     """Gaussian blur of (N, 1, H, W) with one sigma per image (a separable 15-tap kernel)."""
     taps = torch.arange(-7, 8, dtype=x.dtype)
-    kernel = torch.exp(-taps[None] ** 2 / (2 * sigma[:, None] ** 2))
-    kernel = kernel / kernel.sum(1, keepdim=True)                   # (N, 15)
+    kernel = torch.exp(-(taps[None] ** 2) / (2 * sigma[:, None] ** 2))
+    kernel = kernel / kernel.sum(1, keepdim=True)  # (N, 15)
     n = len(x)
-    rows = F.conv2d(F.pad(x.transpose(0, 1), (7, 7, 0, 0), mode="replicate"), kernel[:, None, None, :],
-                    groups=n)
+    rows = F.conv2d(
+        F.pad(x.transpose(0, 1), (7, 7, 0, 0), mode="replicate"), kernel[:, None, None, :], groups=n
+    )
     both = F.conv2d(F.pad(rows, (0, 0, 7, 7), mode="replicate"), kernel[:, None, :, None], groups=n)
     return both.transpose(0, 1)
 
 
 def _grid():
-    return torch.meshgrid(torch.arange(SIZE, dtype=torch.float64), torch.arange(SIZE, dtype=torch.float64),
-                          indexing="ij")
+    return torch.meshgrid(
+        torch.arange(SIZE, dtype=torch.float64),
+        torch.arange(SIZE, dtype=torch.float64),
+        indexing="ij",
+    )
 
 
 def ellipses(n, generator):
@@ -42,8 +47,9 @@ def ellipses(n, generator):
         centre = 4 + _rand(generator, n, 2) * (SIZE - 8)
         radii = 2 + _rand(generator, n, 2) * 9
         sharp = 1 + _rand(generator, n) * 9
-        dist = ((yy - centre[:, 0, None, None]) / radii[:, 0, None, None]) ** 2 + \
-               ((xx - centre[:, 1, None, None]) / radii[:, 1, None, None]) ** 2
+        dist = ((yy - centre[:, 0, None, None]) / radii[:, 0, None, None]) ** 2 + (
+            (xx - centre[:, 1, None, None]) / radii[:, 1, None, None]
+        ) ** 2
         shape = torch.tanh((1 - dist.sqrt()) * sharp[:, None, None])
         used = (torch.rand(n, generator=generator) < (1.0 if k == 0 else 0.4))[:, None, None]
         out = torch.where(used, torch.maximum(out, shape), out)
@@ -62,5 +68,7 @@ def non_digits(n, generator):
     smooth = blur(uniform, 1.5 + 2.5 * _rand(generator, n))
     smooth = smooth / smooth.abs().amax((1, 2, 3), keepdim=True).clamp_min(1e-6)
     constant = (level * 2 - 1).expand(n, 1, SIZE, SIZE)
-    options = torch.stack([uniform * (0.3 + 0.7 * level), speckle, smooth, ellipses(n, generator), constant])
+    options = torch.stack(
+        [uniform * (0.3 + 0.7 * level), speckle, smooth, ellipses(n, generator), constant]
+    )
     return options[kind, torch.arange(n)]

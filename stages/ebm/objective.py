@@ -6,6 +6,7 @@ loss = mean(E_pos) - mean(E_neg)                 contrastive divergence: data do
      + r1_weight * mean(|dE/dx at data|^2)       R1: a smooth energy around real digits
 and, opt-in (improved_cd_terms), Improved CD's two terms through one more sampler step.
 """
+
 import torch
 
 
@@ -13,8 +14,8 @@ def contrastive_loss(model, x_pos, x_neg, alpha, r1_weight):
     """Return (loss, terms) where terms holds detached floats of each part, for logging."""
     if r1_weight > 0:
         x_pos = x_pos.detach().requires_grad_(True)
-    energies = model(torch.cat([x_pos, x_neg]))   # one forward for both halves
-    e_pos, e_neg = energies[: len(x_pos)], energies[len(x_pos):]
+    energies = model(torch.cat([x_pos, x_neg]))  # one forward for both halves
+    e_pos, e_neg = energies[: len(x_pos)], energies[len(x_pos) :]
     cd = e_pos.mean() - e_neg.mean()
     reg = alpha * (e_pos.pow(2) + e_neg.pow(2)).mean()
     r1 = energies.new_zeros(())
@@ -23,9 +24,15 @@ def contrastive_loss(model, x_pos, x_neg, alpha, r1_weight):
         (grad,) = torch.autograd.grad(e_pos.sum(), x_pos, create_graph=True)
         r1 = r1_weight * grad.pow(2).flatten(1).sum(1).mean()
     loss = cd + reg + r1
-    terms = {"loss": loss.item(), "e_pos": e_pos.mean().item(), "e_neg": e_neg.mean().item(),
-             "cd": cd.item(), "reg": reg.item(), "r1": r1.item(),
-             "e_max_abs": energies.detach().abs().max().item()}
+    terms = {
+        "loss": loss.item(),
+        "e_pos": e_pos.mean().item(),
+        "e_neg": e_neg.mean().item(),
+        "cd": cd.item(),
+        "reg": reg.item(),
+        "r1": r1.item(),
+        "e_max_abs": energies.detach().abs().max().item(),
+    }
     return loss, terms
 
 

@@ -18,6 +18,7 @@ AUROC and the ROC curve come from scikit-learn (`roc_auc_score`, `roc_curve`); i
 about 2 s once per stage on 2 cores, against the stage's minute. tests/test_abilities.py checks
 both against a hand-computed case.
 """
+
 import gzip
 import socket
 import threading
@@ -27,10 +28,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-TPR = 0.95     # FPR is read where this share of the digits is accepted
+TPR = 0.95  # FPR is read where this share of the digits is accepted
 
 
 # ---- scores --------------------------------------------------------------------------
+
 
 def auroc(inliers, outliers):
     """AUROC of a score that should be higher on `inliers` (the positives) than on `outliers`."""
@@ -57,6 +59,7 @@ def _labelled(inliers, outliers):
 
 # ---- the sets ------------------------------------------------------------------------
 
+
 def uniform_noise(n, generator):
     return torch.rand((n, 1, 28, 28), generator=generator) * 2 - 1
 
@@ -68,15 +71,19 @@ def constant_images(n, generator):
 
 def manipulated(digits):
     """{name: digits changed}: inverted (-x), upside down (rows flipped), rotated 90 degrees."""
-    return {"inverted": -digits, "upside_down": digits.flip(-2), "rotated_90": torch.rot90(digits, 1, (-2, -1))}
+    return {
+        "inverted": -digits,
+        "upside_down": digits.flip(-2),
+        "rotated_90": torch.rot90(digits, 1, (-2, -1)),
+    }
 
 
 def sklearn_digits(n):
-    """scikit-learn's bundled 8x8 digits (values 0..16) as 28x28 images in [-1, 1]: scaled bilinearly
-    to 20x20 and centred in the frame, as MNIST centres its digits in a 20x20 box."""
+    """scikit-learn's bundled 8x8 digits (values 0..16) as 28x28 images in [-1, 1]: scaled
+    bilinearly to 20x20 and centred in the frame, as MNIST centres its digits in a 20x20 box."""
     from sklearn.datasets import load_digits
 
-    images = torch.from_numpy(load_digits().images[:n]).float().unsqueeze(1) / 16.0      # [0, 1]
+    images = torch.from_numpy(load_digits().images[:n]).float().unsqueeze(1) / 16.0  # [0, 1]
     images = F.interpolate(images, size=(20, 20), mode="bilinear", align_corners=False).clamp(0, 1)
     return F.pad(images * 2 - 1, [4, 4, 4, 4], value=-1.0)
 
@@ -88,10 +95,12 @@ def read_idx_images(path):
         raw = gzip.decompress(raw)
     if len(raw) < 16 or raw[:4] != b"\x00\x00\x08\x03":
         raise ValueError(f"{path}: not an IDX file of uint8 images (magic {raw[:4].hex()})")
-    n, rows, cols = (int.from_bytes(raw[i:i + 4], "big") for i in (4, 8, 12))
+    n, rows, cols = (int.from_bytes(raw[i : i + 4], "big") for i in (4, 8, 12))
     if len(raw) != 16 + n * rows * cols:
         raise ValueError(f"{path}: {len(raw) - 16} bytes of pixels, {n} x {rows} x {cols} expected")
-    return np.frombuffer(raw, np.uint8, offset=16).reshape(n, rows, cols).copy()   # writable, for torch
+    return (
+        np.frombuffer(raw, np.uint8, offset=16).reshape(n, rows, cols).copy()
+    )  # writable, for torch
 
 
 def fashion_mnist(cfg, root="data/fashion_mnist"):
@@ -101,17 +110,23 @@ def fashion_mnist(cfg, root="data/fashion_mnist"):
     if cfg["path"] is not None:
         return read_idx_images(cfg["path"]), cfg["path"]
     if not cfg["download"]:
-        return None, "no local copy (abilities.ood.fashion_mnist.path) and download off at this scale"
+        return (
+            None,
+            "no local copy (abilities.ood.fashion_mnist.path) and download off at this scale",
+        )
     from torchvision.datasets import FashionMNIST
 
-    test_only = type("FashionMNIST", (FashionMNIST,), {"resources": [r for r in FashionMNIST.resources
-                                                                     if r[0].startswith("t10k")]})
+    test_only = type(
+        "FashionMNIST",
+        (FashionMNIST,),
+        {"resources": [r for r in FashionMNIST.resources if r[0].startswith("t10k")]},
+    )
     result = {}
 
     def download():
         try:
             result["data"] = test_only(root=root, train=False, download=True).data.numpy()
-        except Exception as err:      # noqa: BLE001  handed to the caller as the reason it is skipped
+        except Exception as err:  # noqa: BLE001  handed to the caller as the reason it is skipped
             result["error"] = err
 
     previous = socket.getdefaulttimeout()
@@ -126,4 +141,3 @@ def fashion_mnist(cfg, root="data/fashion_mnist"):
         return result["data"], f"torchvision ({root})"
     why = " ".join(str(result.get("error", "no answer in time")).split())[:200]
     return None, f"torchvision could not download it ({why})"
-

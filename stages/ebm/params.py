@@ -19,6 +19,7 @@ rules (RULES) run on each section, and on each experiment after `train` is merge
 The checker is hand-built: pydantic models would need a per-scale pre-validator on every
 leaf and a formatter to turn its multi-line errors into these one-line messages.
 """
+
 import copy
 import math
 import os
@@ -27,7 +28,7 @@ from pathlib import Path
 import yaml
 
 SCALES = ("cpu", "seed")
-IMAGE_BYTES = 28 * 28 * 4     # one float32 digit: the unit of every size check below
+IMAGE_BYTES = 28 * 28 * 4  # one float32 digit: the unit of every size check below
 
 
 class ParamsError(ValueError):
@@ -36,6 +37,7 @@ class ParamsError(ValueError):
 
 # ---- field specs ---------------------------------------------------------------------
 # A spec is a dict key -> Field, or key -> nested spec dict.
+
 
 def physical_memory():
     """This machine's RAM in bytes: a count of images that needs more can never be held."""
@@ -50,58 +52,89 @@ def size(n_bytes):
 
 
 class Field:
-    """One leaf: its type, range or choices; `images`: a count of 28x28 float32 images held at once."""
+    """One leaf: its type, range or choices; `images`: a count of 28x28 float32 images held at
+    once."""
 
-    def __init__(self, kind, lo=None, hi=None, choices=None, optional=False, lo_open=False, images=False):
+    def __init__(
+        self, kind, lo=None, hi=None, choices=None, optional=False, lo_open=False, images=False
+    ):
         self.kind, self.lo, self.hi, self.choices = kind, lo, hi, choices
         self.optional, self.lo_open, self.images = optional, lo_open, images
 
     def describe(self):
         if self.choices:
-            return ("a list of " if self.kind == "names" else "one of ") + " | ".join(map(str, self.choices))
-        what = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-                "ints": "a list of integers", "counts": "a mapping of names to integers",
-                "switch": "true, false or auto", "names": "a non-empty list of names",
-                "numbers": "a non-empty list of numbers"}[self.kind]
+            return ("a list of " if self.kind == "names" else "one of ") + " | ".join(
+                map(str, self.choices)
+            )
+        what = {
+            int: "an integer",
+            float: "a number",
+            bool: "true or false",
+            str: "a string",
+            "ints": "a list of integers",
+            "counts": "a mapping of names to integers",
+            "switch": "true, false or auto",
+            "names": "a non-empty list of names",
+            "numbers": "a non-empty list of numbers",
+        }[self.kind]
         if self.lo is not None or self.hi is not None:
             left = "(" if self.lo_open else "["
-            what += f" in {left}{self.lo if self.lo is not None else '-inf'}, " \
-                    f"{str(self.hi) + ']' if self.hi is not None else 'inf)'}"
+            what += (
+                f" in {left}{self.lo if self.lo is not None else '-inf'}, "
+                f"{str(self.hi) + ']' if self.hi is not None else 'inf)'}"
+            )
         return what + (" or null" if self.optional else "")
 
     def at_scale(self, value, path, scale):
         """A mapping of every scale to a value: this scale's value and key path; else as it is."""
         if not isinstance(value, dict) or (self.kind == "counts" and set(value) != set(SCALES)):
             return value, path
-        if set(value) != set(SCALES) or scale is None:     # None: `scale` itself, which cannot vary by scale
-            raise ParamsError(f"params.yaml: {path} = {value!r}: must be {self.describe()}, "
-                              f"or a mapping of each scale ({', '.join(SCALES)}) to one")
+        if (
+            set(value) != set(SCALES) or scale is None
+        ):  # None: `scale` itself, which cannot vary by scale
+            raise ParamsError(
+                f"params.yaml: {path} = {value!r}: must be {self.describe()}, "
+                f"or a mapping of each scale ({', '.join(SCALES)}) to one"
+            )
         return value[scale], f"{path}.{scale}"
 
     def check(self, value, path, scale):
         value, path = self.at_scale(value, path, scale)
-        if self.kind == "counts" and isinstance(value, dict):      # each count may differ by scale too
+        if self.kind == "counts" and isinstance(value, dict):  # each count may differ by scale too
             value = {k: Field(int).at_scale(v, f"{path}.{k}", scale)[0] for k, v in value.items()}
         if value is None and self.optional:
             return None
         ok_type = {
             int: isinstance(value, int) and not isinstance(value, bool),
-            float: isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+            float: isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value),
             bool: isinstance(value, bool),
             str: isinstance(value, str),
             "switch": isinstance(value, bool) or value == "auto",
-            "ints": isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
-            "counts": isinstance(value, dict) and value and all(isinstance(v, int) and not isinstance(v, bool)
-                                                                for v in value.values()),
+            "ints": isinstance(value, list)
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
+            "counts": isinstance(value, dict)
+            and value
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value.values()),
             "names": isinstance(value, list) and value and all(isinstance(v, str) for v in value),
-            "numbers": isinstance(value, list) and value and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value),
+            "numbers": isinstance(value, list)
+            and value
+            and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                for v in value
+            ),
         }[self.kind]
         chosen = value if self.kind == "names" and isinstance(value, list) else [value]
         if not ok_type or (self.choices and any(v not in self.choices for v in chosen)):
             raise ParamsError(f"params.yaml: {path} = {value!r}: must be {self.describe()}")
-        numbers = (value if self.kind in ("ints", "numbers", "names") else
-                   list(value.values()) if self.kind == "counts" else [value])
+        numbers = (
+            value
+            if self.kind in ("ints", "numbers", "names")
+            else list(value.values())
+            if self.kind == "counts"
+            else [value]
+        )
         for v in numbers:
             if isinstance(v, str):
                 continue
@@ -110,9 +143,11 @@ class Field:
             if too_low or too_high:
                 raise ParamsError(f"params.yaml: {path} = {value!r}: must be {self.describe()}")
             if self.images and v * IMAGE_BYTES > physical_memory():
-                raise ParamsError(f"params.yaml: {path} = {value!r}: {v} images of 28x28 float32 take "
-                                  f"{size(v * IMAGE_BYTES)}, more than this machine's "
-                                  f"{size(physical_memory())} of memory")
+                raise ParamsError(
+                    f"params.yaml: {path} = {value!r}: {v} images of 28x28 float32 take "
+                    f"{size(v * IMAGE_BYTES)}, more than this machine's "
+                    f"{size(physical_memory())} of memory"
+                )
         return float(value) if self.kind is float else value
 
 
@@ -147,14 +182,14 @@ TRAIN = {
     "seed": Field(int, lo=0),
     "model": {"width": positive_int()},
     "sampler": {
-        "steps": positive_int(),                 # K, Langevin steps per training iteration
+        "steps": positive_int(),  # K, Langevin steps per training iteration
         "step_size": positive(),
         "noise_std": non_negative(),
         "grad_clamp": positive(),
-        "no_grad_bug": Field(bool),              # experiment 1's bug: sample under torch.no_grad()
+        "no_grad_bug": Field(bool),  # experiment 1's bug: sample under torch.no_grad()
         "precision": Field(str, choices=("fp32", "bf16")),
         "compile": Field(bool),
-        "cuda_graph": Field("switch"),           # the K steps as one CUDA graph (ebm.graphs); auto: on CUDA
+        "cuda_graph": Field("switch"),  # the K steps as one CUDA graph (ebm.graphs); auto: on CUDA
     },
     "buffer": {
         "capacity": image_count(),
@@ -172,15 +207,15 @@ TRAIN = {
         "lr": positive(),
         "beta1": Field(float, lo=0.0, hi=1.0),
         "beta2": Field(float, lo=0.0, hi=1.0),
-        "lr_decay": Field(float, lo=0.0, hi=1.0, lo_open=True),   # StepLR gamma per epoch
+        "lr_decay": Field(float, lo=0.0, hi=1.0, lo_open=True),  # StepLR gamma per epoch
         "grad_clip": positive(),
     },
     "batch_size": image_count(),
     "epochs": positive_int(),
     "sample_epochs": Field("ints", lo=1),
     "grid_size": image_count(),
-    "generated_chains": image_count(),       # chains from noise run at every sample epoch, scored
-    "generated_steps": Field(int, lo=0),     # their Langevin steps
+    "generated_chains": image_count(),  # chains from noise run at every sample epoch, scored
+    "generated_steps": Field(int, lo=0),  # their Langevin steps
     "log_every": positive_int(),
     "expected_error": Field(str, optional=True),
     "max_abs_energy": positive(),
@@ -192,9 +227,9 @@ JUDGE = {
     "epochs": positive_int(),
     "batch_size": image_count(),
     "lr": positive(),
-    "non_digits": non_negative(),            # "not a digit" images per training digit
-    "max_shift": Field(int, lo=0, hi=4),     # pixels a training image may be shifted by
-    "read_by_eye": Field(int, lo=0),         # labelled EBM samples per batch (0: none)
+    "non_digits": non_negative(),  # "not a digit" images per training digit
+    "max_shift": Field(int, lo=0, hi=4),  # pixels a training image may be shifted by
+    "read_by_eye": Field(int, lo=0),  # labelled EBM samples per batch (0: none)
 }
 
 EVALUATE = {
@@ -207,7 +242,7 @@ EVALUATE = {
 GENERATE = {
     "seed": Field(int, lo=0),
     "steps": positive_int(),
-    "chains": Field("counts", lo=1, images=True),   # model name -> how many chains
+    "chains": Field("counts", lo=1, images=True),  # model name -> how many chains
     "init": Field(str, choices=("noise", "buffer")),
     "step_size": positive(),
     "noise_std": non_negative(),
@@ -218,14 +253,16 @@ GENERATE = {
 }
 
 # What an energy does besides sampling (stages/abilities.py): completion, denoising, OOD detection.
-REGIONS = ("lower_half", "right_half", "square")     # ebm.restore.hide's regions
+REGIONS = ("lower_half", "right_half", "square")  # ebm.restore.hide's regions
 ABILITIES = {
     "seed": Field(int, lo=0),
-    "models": Field("names"),                       # trained models (experiments or long_run), a stage each
+    "models": Field("names"),  # trained models (experiments or long_run), a stage each
     "completion": {
         "digits": image_count(),
         "regions": Field("names", choices=REGIONS),
-        "square": Field(int, lo=1, hi=20),          # side of the random square; it lies in the central 20x20
+        "square": Field(
+            int, lo=1, hi=20
+        ),  # side of the random square; it lies in the central 20x20
         "steps": positive_int(),
     },
     "denoise": {
@@ -240,7 +277,9 @@ ABILITIES = {
         "digits": image_count(),
         "per_set": image_count(),
         "fashion_mnist": {
-            "path": Field(str, optional=True),      # a local t10k-images-idx3-ubyte[.gz]; checked to exist
+            "path": Field(
+                str, optional=True
+            ),  # a local t10k-images-idx3-ubyte[.gz]; checked to exist
             "download": Field(bool),
             "download_timeout_s": positive(),
         },
@@ -251,33 +290,37 @@ ABILITIES = {
 # Beyond the original journey: one experiment's model continued against long-lived chains.
 # Its own keys, plus any TRAIN key it changes from the experiment it continues.
 POOL = {
-    "chains": image_count(),                 # long-lived chains
-    "restart_prob": fraction(),              # per chain and iteration: rare, so ages spread out
-    "lifetime": Field(int, lo=0),            # steps after which a chain restarts (0: none)
-    "steps": positive_int(),                 # Langevin steps each chain advances per iteration
-    "share": fraction(),                     # fraction of each batch's negatives drawn from the pool
+    "chains": image_count(),  # long-lived chains
+    "restart_prob": fraction(),  # per chain and iteration: rare, so ages spread out
+    "lifetime": Field(int, lo=0),  # steps after which a chain restarts (0: none)
+    "steps": positive_int(),  # Langevin steps each chain advances per iteration
+    "share": fraction(),  # fraction of each batch's negatives drawn from the pool
     "step_size": positive(),
     "noise_std": non_negative(),
     "grad_clamp": positive(),
 }
-LONG_RUN = {"continues": Field(str), "pool": POOL,
-            "ema_decay": Field(float, lo=0.0, hi=0.9999)}   # 0: evaluation and generation use the last weights
+LONG_RUN = {
+    "continues": Field(str),
+    "pool": POOL,
+    "ema_decay": Field(float, lo=0.0, hi=0.9999),
+}  # 0: evaluation and generation use the last weights
 
 SCHEMA = {
     "scale": Field(str, choices=SCALES),
     "device": Field(str, choices=("auto", "cuda", "cpu")),
     "data": DATA,
     "train": TRAIN,
-    "experiments": "experiments",   # any names: each a partial TRAIN
+    "experiments": "experiments",  # any names: each a partial TRAIN
     "judge": JUDGE,
     "evaluate": EVALUATE,
     "generate": GENERATE,
-    "long_run": "long_run",         # LONG_RUN + a partial TRAIN
+    "long_run": "long_run",  # LONG_RUN + a partial TRAIN
     "abilities": ABILITIES,
 }
 
 
 # ---- cross-field rules: rule(cfg, at) -> message or None; `at` is the section's key path --
+
 
 def _initial_fill(cfg, at):
     fill, capacity = cfg["buffer"]["initial_fill"], cfg["buffer"]["capacity"]
@@ -288,30 +331,46 @@ def _initial_fill(cfg, at):
 def _snapshots(cfg, at):
     beyond = [s for s in cfg["snapshots"] if s > cfg["steps"]]
     if beyond:
-        return f"{at}snapshots = {cfg['snapshots']}: step {beyond[0]} is beyond {at}steps = {cfg['steps']}"
+        return (
+            f"{at}snapshots = {cfg['snapshots']}: step {beyond[0]} is beyond "
+            f"{at}steps = {cfg['steps']}"
+        )
 
 
 def _show_chains(cfg, at):
     for name, chains in cfg["chains"].items():
         if cfg["show_chains"] > chains:
-            return f"{at}show_chains = {cfg['show_chains']}: must be at most {at}chains.{name} = {chains}"
+            return (
+                f"{at}show_chains = {cfg['show_chains']}: must be at most "
+                f"{at}chains.{name} = {chains}"
+            )
 
 
 def _cuda_graph(cfg, at):
     s = cfg["sampler"]
     if s["cuda_graph"] is not False and (s["compile"] or s["precision"] != "fp32"):
-        return (f"{at}sampler.cuda_graph = {str(s['cuda_graph']).lower()}: the graph runs the plain fp32 "
-                f"gradient, so {at}sampler.compile must be false and {at}sampler.precision fp32 "
-                f"(or set cuda_graph: false)")
+        return (
+            f"{at}sampler.cuda_graph = {str(s['cuda_graph']).lower()}: the graph runs the plain "
+            f"fp32 "
+            f"gradient, so {at}sampler.compile must be false and {at}sampler.precision fp32 "
+            f"(or set cuda_graph: false)"
+        )
 
 
 def _fashion_path(cfg, at):
     path = cfg["ood"]["fashion_mnist"]["path"]
     if path is not None and not Path(path).is_file():
-        return f"{at}ood.fashion_mnist.path = {path!r}: no such file (a Fashion-MNIST t10k-images-idx3-ubyte[.gz])"
+        return (
+            f"{at}ood.fashion_mnist.path = {path!r}: no such file "
+            f"(a Fashion-MNIST t10k-images-idx3-ubyte[.gz])"
+        )
 
 
-RULES = {"train": [_initial_fill, _cuda_graph], "generate": [_snapshots, _show_chains], "abilities": [_fashion_path]}
+RULES = {
+    "train": [_initial_fill, _cuda_graph],
+    "generate": [_snapshots, _show_chains],
+    "abilities": [_fashion_path],
+}
 
 
 def check_rules(section, cfg, at):
@@ -322,6 +381,7 @@ def check_rules(section, cfg, at):
 
 
 # ---- validation ----------------------------------------------------------------------
+
 
 def deep_merge(base, override):
     merged = copy.deepcopy(base)
@@ -334,9 +394,12 @@ def deep_merge(base, override):
 
 
 def validate(tree, spec, path, scale, partial=False):
-    """The values of `tree` at `scale`, each checked against `spec` (partial: keys may be missing)."""
+    """The values of `tree` at `scale`, each checked against `spec` (partial: keys may be
+    missing)."""
     if not isinstance(tree, dict):
-        raise ParamsError(f"params.yaml: {path.rstrip('.') or 'top level'} = {tree!r}: must be a mapping")
+        raise ParamsError(
+            f"params.yaml: {path.rstrip('.') or 'top level'} = {tree!r}: must be a mapping"
+        )
     unknown = set(tree) - set(spec)
     if unknown:
         key = sorted(unknown)[0]
@@ -405,26 +468,39 @@ def _validate_sections(raw, scale, sections):
     trained = [*(raw.get("experiments") or {}), *(["long_run"] if "long_run" in raw else [])]
     models = set(params["generate"]["chains"]) - set(trained) if "generate" in params else ()
     if models:
-        raise ParamsError(f"params.yaml: generate.chains.{sorted(models)[0]}: no such trained model "
-                          f"(experiments and long_run: {', '.join(trained)})")
-    unknown = [m for m in params["abilities"]["models"] if m not in trained] if "abilities" in params else []
+        raise ParamsError(
+            f"params.yaml: generate.chains.{sorted(models)[0]}: no such trained model "
+            f"(experiments and long_run: {', '.join(trained)})"
+        )
+    unknown = (
+        [m for m in params["abilities"]["models"] if m not in trained]
+        if "abilities" in params
+        else []
+    )
     if unknown:
-        raise ParamsError(f"params.yaml: abilities.models = {params['abilities']['models']!r}: {unknown[0]!r} is no "
-                          f"trained model (experiments and long_run: {', '.join(trained)})")
+        raise ParamsError(
+            f"params.yaml: abilities.models = {params['abilities']['models']!r}: {unknown[0]!r} is "
+            f"no "
+            f"trained model (experiments and long_run: {', '.join(trained)})"
+        )
     return params
 
 
 def _validate_experiments(raw, scale):
     experiments = raw["experiments"]
     if not isinstance(experiments, dict) or not experiments:
-        raise ParamsError("params.yaml: experiments must be a mapping of experiment name to overrides")
+        raise ParamsError(
+            "params.yaml: experiments must be a mapping of experiment name to overrides"
+        )
     train = validate(raw.get("train"), TRAIN, "train.", scale)
     out = {}
     for name, overrides in experiments.items():
         path = f"experiments.{name}."
         if not isinstance(name, str) or not name.isidentifier():
-            raise ParamsError(f"params.yaml: experiments.{name}: an experiment's name must be a word "
-                              "(letters, digits, _): it names its stages and files")
+            raise ParamsError(
+                f"params.yaml: experiments.{name}: an experiment's name must be a word "
+                "(letters, digits, _): it names its stages and files"
+            )
         cfg = deep_merge(train, validate(overrides or {}, TRAIN, path, scale, partial=True))
         check_rules("train", cfg, path)
         out[name] = cfg
@@ -441,8 +517,10 @@ def _validate_long_run(raw, scale):
         raise ParamsError("params.yaml: missing key long_run.ema_decay")
     ema_decay = own.pop("ema_decay")
     if source not in experiments:
-        raise ParamsError(f"params.yaml: long_run.continues = {source!r}: must name an experiment "
-                          f"({', '.join(experiments)})")
+        raise ParamsError(
+            f"params.yaml: long_run.continues = {source!r}: must name an experiment "
+            f"({', '.join(experiments)})"
+        )
     pool = validate(section.get("pool"), POOL, "long_run.pool.", scale)
     own.pop("pool", None)
     cfg = deep_merge(experiments[source], own)
@@ -471,5 +549,7 @@ def experiment_config(params, name):
     if name == "long_run" and "long_run" in params:
         return params["long_run"]
     if name not in params["experiments"]:
-        raise ParamsError(f"unknown experiment {name!r}: must be one of {', '.join(params['experiments'])}")
+        raise ParamsError(
+            f"unknown experiment {name!r}: must be one of {', '.join(params['experiments'])}"
+        )
     return params["experiments"][name]

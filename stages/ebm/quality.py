@@ -50,6 +50,7 @@ distance stays the 20 lines below: torchmetrics' FrechetInceptionDistance agrees
 1e-12 on these features but re-embeds the images through its own module and adds two
 dependencies, and its eigenvalue route is no faster on 84 x 84 matrices.
 """
+
 import warnings
 from dataclasses import dataclass
 
@@ -59,28 +60,46 @@ from scipy import linalg
 
 from ebm.shapes import shape_figures
 
-RECOGNISABLE = 0.9      # max-probability at which the judge's label counts as sure
-MODE_SHARE = 0.02       # share of samples at which a class counts as covered
-DENSITY_K = 5           # Naeem et al.'s k for density and coverage
-PRECISION_K = 3         # Kynkaanniemi et al.'s k for precision, recall and the realism gate
-SATURATED = 0.99        # |pixel| >= this counts as saturated (at -1 or +1)
+RECOGNISABLE = 0.9  # max-probability at which the judge's label counts as sure
+MODE_SHARE = 0.02  # share of samples at which a class counts as covered
+DENSITY_K = 5  # Naeem et al.'s k for density and coverage
+PRECISION_K = 3  # Kynkaanniemi et al.'s k for precision, recall and the realism gate
+SATURATED = 0.99  # |pixel| >= this counts as saturated (at -1 or +1)
 
 # The figures `score` returns, in the order tables show them.
-FIGURES = ("fld", "density", "coverage", "precision", "recall", "recognisable", "typical", "class_entropy",
-           "modes_covered", "min_class_coverage", "recognised_entropy", "recognised_classes", "top2_share",
-           "confidence", "ink", "saturated", "white", "noise_share", "blob_share")
+FIGURES = (
+    "fld",
+    "density",
+    "coverage",
+    "precision",
+    "recall",
+    "recognisable",
+    "typical",
+    "class_entropy",
+    "modes_covered",
+    "min_class_coverage",
+    "recognised_entropy",
+    "recognised_classes",
+    "top2_share",
+    "confidence",
+    "ink",
+    "saturated",
+    "white",
+    "noise_share",
+    "blob_share",
+)
 
 
 @torch.no_grad()
 def embed(judge, images, batch_size=500):
-    """images float (N, 1, 28, 28) in [-1, 1], any device -> (features (N, 84) float64, probs (N, 10)):
-    the ten digits' probabilities in the judge's softmax over all its classes, so a row sums to
-    less than 1 by what the judge gives "not a digit"."""
+    """images float (N, 1, 28, 28) in [-1, 1], any device -> (features (N, 84) float64, probs
+    (N, 10)): the ten digits' probabilities in the judge's softmax over all its classes, so a row
+    sums to less than 1 by what the judge gives "not a digit"."""
     device = next(judge.parameters()).device
     judge.eval()
     features, probs = [], []
     for start in range(0, len(images), batch_size):
-        x = torch.as_tensor(images[start:start + batch_size]).to(device, torch.float32)
+        x = torch.as_tensor(images[start : start + batch_size]).to(device, torch.float32)
         f = judge.features(x)
         features.append(f.double().cpu())
         probs.append(torch.softmax(judge.fc3(f).double(), dim=1)[:, :10].cpu())
@@ -95,14 +114,17 @@ def frechet_distance(features_a, features_b):
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
     # Dead ReLU units make the covariances singular and sqrtm warn; its result stays accurate
-    # (checked against an eigendecomposition of S_a^1/2 S_b S_a^1/2 to 1e-6), so the warning is muted.
+    # (checked against an eigendecomposition of S_a^1/2 S_b S_a^1/2 to 1e-6), so the warning is
+    # muted.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", linalg.LinAlgWarning)
         covmean = linalg.sqrtm(cov_a @ cov_b)
-        if not np.isfinite(covmean).all():      # a product sqrtm cannot take: nudge both, as pytorch-fid does
+        if not np.isfinite(
+            covmean
+        ).all():  # a product sqrtm cannot take: nudge both, as pytorch-fid does
             eps = 1e-6 * np.eye(len(cov_a))
             covmean = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))
-    covmean = np.real(covmean)                  # drop the tiny imaginary parts of numerical error
+    covmean = np.real(covmean)  # drop the tiny imaginary parts of numerical error
     diff = mu_a - mu_b
     distance = diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean)
     return float(max(distance, 0.0))
@@ -121,7 +143,9 @@ def class_metrics(probs):
     counts = np.bincount(probs.argmax(1), minlength=10) if len(probs) else np.zeros(10, np.int64)
     share = counts / max(len(probs), 1)
     sure = probs.max(1) >= RECOGNISABLE if len(probs) else np.zeros(0, bool)
-    read = np.bincount(probs[sure].argmax(1), minlength=10) if sure.any() else np.zeros(10, np.int64)
+    read = (
+        np.bincount(probs[sure].argmax(1), minlength=10) if sure.any() else np.zeros(10, np.int64)
+    )
     read_share = read / max(read.sum(), 1)
     top2 = [int(c) for c in np.argsort(-read, kind="stable")[:2] if read[c]]
     return {
@@ -140,31 +164,45 @@ def class_metrics(probs):
 def pixel_stats(images):
     """Mean fraction of pixels above 0 (ink), at |x| >= SATURATED and at x >= SATURATED (white)."""
     x = torch.as_tensor(images).float()
-    return {"ink": float((x > 0).float().mean()), "saturated": float((x.abs() >= SATURATED).float().mean()),
-            "white": float((x >= SATURATED).float().mean())}
+    return {
+        "ink": float((x > 0).float().mean()),
+        "saturated": float((x.abs() >= SATURATED).float().mean()),
+        "white": float((x >= SATURATED).float().mean()),
+    }
 
 
 @dataclass
 class RealSet:
     """The real test digits in feature space, with the k-NN radii every figure needs."""
-    features: np.ndarray        # (M, 84)
-    classes: np.ndarray         # (M,) the judge's predicted class of each
+
+    features: np.ndarray  # (M, 84)
+    classes: np.ndarray  # (M,) the judge's predicted class of each
     radii_precision: np.ndarray  # distance of each to its PRECISION_K-th nearest neighbour
-    radii_density: np.ndarray   # ... and to its DENSITY_K-th
-    class_radii: dict           # class -> DENSITY_K-NN radii within that class (absent if too few)
+    radii_density: np.ndarray  # ... and to its DENSITY_K-th
+    class_radii: dict  # class -> DENSITY_K-NN radii within that class (absent if too few)
 
     @classmethod
     def of(cls, features, probs):
         classes = probs.argmax(1)
-        class_radii = {c: nearest_neighbour_distances(features[classes == c], DENSITY_K)
-                       for c in range(10) if (classes == c).sum() > DENSITY_K}
-        return cls(features, classes, nearest_neighbour_distances(features, PRECISION_K),
-                   nearest_neighbour_distances(features, DENSITY_K), class_radii)
+        class_radii = {
+            c: nearest_neighbour_distances(features[classes == c], DENSITY_K)
+            for c in range(10)
+            if (classes == c).sum() > DENSITY_K
+        }
+        return cls(
+            features,
+            classes,
+            nearest_neighbour_distances(features, PRECISION_K),
+            nearest_neighbour_distances(features, DENSITY_K),
+            class_radii,
+        )
 
 
 def pairwise_distances(a, b):
     """Euclidean distances (len(a), len(b)) of two float64 feature sets."""
-    return torch.cdist(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)).numpy()
+    return torch.cdist(
+        torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    ).numpy()
 
 
 def kth_neighbour(self_distances, k):
@@ -180,17 +218,22 @@ def nearest_neighbour_distances(features, k):
 def prdc(real_radii, fake_radii, distances, k):
     """Precision, recall, density and coverage (prdc 0.2's formulas) from the real and fake k-NN
     radii and the (real, fake) distance matrix."""
-    inside_real = distances < real_radii[:, None]          # (real, fake): fake inside real's ball
-    return {"precision": float(inside_real.any(0).mean()),
-            "recall": float((distances < fake_radii[None, :]).any(1).mean()),
-            "density": float(inside_real.sum(0).mean() / k),
-            "coverage": float((distances.min(1) < real_radii).mean())}
+    inside_real = distances < real_radii[:, None]  # (real, fake): fake inside real's ball
+    return {
+        "precision": float(inside_real.any(0).mean()),
+        "recall": float((distances < fake_radii[None, :]).any(1).mean()),
+        "density": float(inside_real.sum(0).mean() / k),
+        "coverage": float((distances.min(1) < real_radii).mean()),
+    }
 
 
 def manifold_metrics(real, features, probs):
     """Density, coverage, precision, recall, the realism gate and per-class coverage of samples."""
-    if len(features) < DENSITY_K + 2:    # each sample's k-th neighbour among the others
-        raise ValueError(f"{len(features)} samples: need at least k + 2 = {DENSITY_K + 2} for density and coverage")
+    if len(features) < DENSITY_K + 2:  # each sample's k-th neighbour among the others
+        raise ValueError(
+            f"{len(features)} samples: need at least k + 2 = {DENSITY_K + 2} for density and "
+            f"coverage"
+        )
     distances = pairwise_distances(real.features, features)
     fake_self = pairwise_distances(features, features)
     dc = prdc(real.radii_density, kth_neighbour(fake_self, DENSITY_K), distances, DENSITY_K)
@@ -209,19 +252,25 @@ def manifold_metrics(real, features, probs):
         nearest = pairwise_distances(real.features[real.classes == c], mine).min(1)
         per_class.append(float((nearest < real.class_radii[c]).mean()))
     sure = probs.max(1) >= RECOGNISABLE
-    return {"density": float(dc["density"]), "coverage": float(dc["coverage"]),
-            "precision": float(pr["precision"]), "recall": float(pr["recall"]),
-            "recognisable": float(sure.mean()), "typical": float((sure & inside).mean()),
-            "class_coverage": per_class, "min_class_coverage": min(per_class)}
+    return {
+        "density": float(dc["density"]),
+        "coverage": float(dc["coverage"]),
+        "precision": float(pr["precision"]),
+        "recall": float(pr["recall"]),
+        "recognisable": float(sure.mean()),
+        "typical": float((sure & inside).mean()),
+        "class_coverage": per_class,
+        "min_class_coverage": min(per_class),
+    }
 
 
 @dataclass
 class Reference:
-    real: RealSet       # the test split
-    real_line: dict     # what N real train digits score (score's figures): the line to reach
+    real: RealSet  # the test split
+    real_line: dict  # what N real train digits score (score's figures): the line to reach
     fld_ceiling: float  # the Frechet distance of N U(-1, 1) noise images
     n: int
-    test_pixels: dict   # ink and saturated fractions of the test digits themselves
+    test_pixels: dict  # ink and saturated fractions of the test digits themselves
 
 
 def reference(judge, digits, n, seed):
@@ -231,7 +280,9 @@ def reference(judge, digits, n, seed):
     generator = torch.Generator().manual_seed(seed)
     test = to_unit_range(digits["x_test"])
     real = RealSet.of(*embed(judge, test))
-    ref = Reference(real=real, real_line={}, fld_ceiling=float("nan"), n=n, test_pixels=pixel_stats(test))
+    ref = Reference(
+        real=real, real_line={}, fld_ceiling=float("nan"), n=n, test_pixels=pixel_stats(test)
+    )
     n_real = min(n, len(digits["x_train"]))
     picks = torch.randperm(len(digits["x_train"]), generator=generator)[:n_real].numpy()
     ref.real_line = score(judge, to_unit_range(digits["x_train"][np.sort(picks)]), ref)
@@ -242,11 +293,17 @@ def reference(judge, digits, n, seed):
 
 def score(judge, samples, ref):
     """Every figure of samples (N, 1, 28, 28) in [-1, 1], and typical as a fraction of what real
-    digits score (`typical_vs_real`): real digits themselves are typical only about half the time."""
+    digits score (`typical_vs_real`): real digits themselves are typical only about half the
+    time."""
     features, probs = embed(judge, samples)
-    out = {"n": len(samples), "fld": frechet_distance(features, ref.real.features),
-           **manifold_metrics(ref.real, features, probs), **class_metrics(probs), **pixel_stats(samples),
-           **shape_figures(samples, probs)}
+    out = {
+        "n": len(samples),
+        "fld": frechet_distance(features, ref.real.features),
+        **manifold_metrics(ref.real, features, probs),
+        **class_metrics(probs),
+        **pixel_stats(samples),
+        **shape_figures(samples, probs),
+    }
     if ref.real_line:
         real = ref.real_line["typical"]
         out["typical_vs_real"] = out["typical"] / real if real else 0.0
@@ -254,17 +311,26 @@ def score(judge, samples, ref):
 
 
 def real_line(ref):
-    """The real-digit line and the noise ceiling as one metrics block: the figures to compare with."""
-    return {"n": ref.n, **{k: ref.real_line[k] for k in FIGURES}, "fld_ceiling": ref.fld_ceiling,
-            **{f"test_{k}": v for k, v in ref.test_pixels.items()}}
+    """The real-digit line and the noise ceiling as one metrics block: the figures to compare
+    with."""
+    return {
+        "n": ref.n,
+        **{k: ref.real_line[k] for k in FIGURES},
+        "fld_ceiling": ref.fld_ceiling,
+        **{f"test_{k}": v for k, v in ref.test_pixels.items()},
+    }
 
 
 def rounded(figures, digits=4):
     """A score's floats rounded for a metrics file (lists too); ints and None as they are."""
+
     def one(v):
         if isinstance(v, float):
-            return None if v != v else round(v, digits) + 0.0   # NaN (no figure) -> null; + 0.0: no -0.0
+            return (
+                None if v != v else round(v, digits) + 0.0
+            )  # NaN (no figure) -> null; + 0.0: no -0.0
         if isinstance(v, list):
             return [one(x) for x in v]
         return v
+
     return {k: one(v) for k, v in figures.items()}

@@ -1,4 +1,5 @@
 """Device choice and seeding, each in one place."""
+
 import os
 import random
 
@@ -35,7 +36,9 @@ def place(model, device):
 
 def cpu_cores():
     """Cores this process may run on (what a container or taskset allows, not the host's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
 
 
 def seed_everything(seed):
@@ -51,12 +54,17 @@ def rng_state():
     tensor, Python's state tuple a list; `set_rng_state` turns them back."""
     version, internal, gauss_next = random.getstate()
     numpy = np.random.get_state(legacy=False)
-    state = {"python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
-             "numpy": {"bit_generator": numpy["bit_generator"],
-                       "key": torch.from_numpy(numpy["state"]["key"].astype(np.int64)),
-                       "pos": int(numpy["state"]["pos"]),
-                       "has_gauss": int(numpy["has_gauss"]), "gauss": float(numpy["gauss"])},
-             "torch": torch.get_rng_state()}
+    state = {
+        "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
+        "numpy": {
+            "bit_generator": numpy["bit_generator"],
+            "key": torch.from_numpy(numpy["state"]["key"].astype(np.int64)),
+            "pos": int(numpy["state"]["pos"]),
+            "has_gauss": int(numpy["has_gauss"]),
+            "gauss": float(numpy["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -65,9 +73,14 @@ def rng_state():
 def set_rng_state(state):
     python, numpy = state["python"], state["numpy"]
     random.setstate((python["version"], tuple(python["internal"]), python["gauss_next"]))
-    np.random.set_state({"bit_generator": numpy["bit_generator"],
-                         "state": {"key": numpy["key"].numpy().astype(np.uint32), "pos": numpy["pos"]},
-                         "has_gauss": numpy["has_gauss"], "gauss": numpy["gauss"]})
+    np.random.set_state(
+        {
+            "bit_generator": numpy["bit_generator"],
+            "state": {"key": numpy["key"].numpy().astype(np.uint32), "pos": numpy["pos"]},
+            "has_gauss": numpy["has_gauss"],
+            "gauss": numpy["gauss"],
+        }
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -15,6 +15,7 @@ On CUDA, `fast_input_grad` can autocast the network's forward to bf16 (the chain
 stays fp32) and compile the input gradient with torch.compile; both are off by default
 and only the sampler uses them: the loss and its R1 double backward stay uncompiled.
 """
+
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from ebm.runtime import cpu_cores
 class Chain:
     """One Langevin chain's settings, passed as one object: two floats swapped by position
     would fail silently. `Chain.of(cfg)` takes them from a params section holding these keys."""
+
     steps: int
     step_size: float
     noise_std: float
@@ -35,7 +37,9 @@ class Chain:
 
     @classmethod
     def of(cls, cfg, **changes):
-        return cls(**{**{k: cfg[k] for k in ("steps", "step_size", "noise_std", "grad_clamp")}, **changes})
+        return cls(
+            **{**{k: cfg[k] for k in ("steps", "step_size", "noise_std", "grad_clamp")}, **changes}
+        )
 
 
 def langevin(energy, x, chain, *, no_grad_bug=False, threads=None, grad_fn=None, fixed=None):
@@ -60,7 +64,9 @@ def langevin(energy, x, chain, *, no_grad_bug=False, threads=None, grad_fn=None,
         grad_fn = lambda part: input_grad(energy, part, grad_enabled)  # noqa: E731
     parts = _parts(x, threads)
     noise = torch.empty_like(x)
-    grad = torch.empty_like(x) if parts > 1 else None   # one thread: grad_fn's own tensor is used as is
+    grad = (
+        torch.empty_like(x) if parts > 1 else None
+    )  # one thread: grad_fn's own tensor is used as is
     # Each thread writes its slice's gradient into `grad`; the chain itself changes only
     # between steps (a slice is a view of x, and autograd would see a neighbour's write).
     bounds = [(i * len(x) // parts, (i + 1) * len(x) // parts) for i in range(parts)]
@@ -81,7 +87,9 @@ def langevin(energy, x, chain, *, no_grad_bug=False, threads=None, grad_fn=None,
             if pool is None:
                 grad = grad_fn(x)
             else:
-                list(pool.map(slice_grad, bounds))   # list(): wait for every slice, re-raise its error
+                list(
+                    pool.map(slice_grad, bounds)
+                )  # list(): wait for every slice, re-raise its error
             x.sub_(grad.clamp_(-grad_clamp, grad_clamp), alpha=step_size).clamp_(-1.0, 1.0)
             if fixed is not None:
                 x.copy_(torch.where(fixed, known, x))

@@ -27,22 +27,35 @@ blob    a patch thicker than a stroke that the judge does not read as a digit. T
 `probs` are the judge's digit probabilities per image (`ebm.quality.embed`); without them no
 image counts as read, and every image as "not a digit".
 """
+
 import numpy as np
 import torch
 from scipy import ndimage
 
-SPECK_INK = 12             # pixels: "about a dozen pixels of ink or fewer" (docs/labelling.md)
-NOISE_ISOLATED = 0.4       # calibration noise 0.40 at the median; blobs 0.36 and unclear 0.25 at the 95th
-NOISE_ROUGHNESS = 0.35     # uniform noise 0.67, +-1 speckle 1.0; digits 0.19 at the 95th; seed 45's dithered
-                           # blocks 0.33 at the median (0.3 called them noise), exp 2's textures 0.44-0.46
-BLOB_HALF_WIDTH = 1.5      # calibration: digits 1.52, unclear 1.54 at the 95th percentile; blobs 1.40 at the 5th,
-                           # 1.75 at the median (1.45-1.55 tried; 1.5 came closest to the person per grid)
-BLOB_COMPACTNESS = 0.45    # calibration blobs 0.66 at the median, seed 45's 0.55 at the 10th; 0.45 came closest
-                           # to the person per grid on both calibration seeds (docs/labelling.md)
-BLOB_COMPACTNESS_DIGIT = 0.7   # thickened control digits the judge is unsure of: 0.5 left 5.4% of them blobs
-                               # (0.05 allowed), 0.7 1.2%; discs 0.85 and more
-BLOB_AREA = 0.9            # of the frame at most: a white page is `other`, a block that runs off the frame a blob
-SOLID_SIGMA = 1.0          # pixels: the closing that fills dithered holes
+SPECK_INK = 12  # pixels: "about a dozen pixels of ink or fewer" (docs/labelling.md)
+NOISE_ISOLATED = (
+    0.4  # calibration noise 0.40 at the median; blobs 0.36 and unclear 0.25 at the 95th
+)
+NOISE_ROUGHNESS = (
+    0.35  # uniform noise 0.67, +-1 speckle 1.0; digits 0.19 at the 95th; seed 45's dithered
+)
+# blocks 0.33 at the median (0.3 called them noise), exp 2's textures 0.44-0.46
+BLOB_HALF_WIDTH = (
+    1.5  # calibration: digits 1.52, unclear 1.54 at the 95th percentile; blobs 1.40 at the 5th,
+)
+# 1.75 at the median (1.45-1.55 tried; 1.5 came closest to the person per grid)
+BLOB_COMPACTNESS = (
+    0.45  # calibration blobs 0.66 at the median, seed 45's 0.55 at the 10th; 0.45 came closest
+)
+# to the person per grid on both calibration seeds (docs/labelling.md)
+BLOB_COMPACTNESS_DIGIT = (
+    0.7  # thickened control digits the judge is unsure of: 0.5 left 5.4% of them blobs
+)
+# (0.05 allowed), 0.7 1.2%; discs 0.85 and more
+BLOB_AREA = (
+    0.9  # of the frame at most: a white page is `other`, a block that runs off the frame a blob
+)
+SOLID_SIGMA = 1.0  # pixels: the closing that fills dithered holes
 
 
 def ink_mask(images):
@@ -60,7 +73,9 @@ def roughness(images):
 def isolated_share(images):
     """(N,) share of ink pixels with at most one of their four neighbours inked (0 without ink)."""
     ink = np.pad(ink_mask(images), ((0, 0), (1, 1), (1, 1)))
-    neighbours = ink[:, :-2, 1:-1].astype(int) + ink[:, 2:, 1:-1] + ink[:, 1:-1, :-2] + ink[:, 1:-1, 2:]
+    neighbours = (
+        ink[:, :-2, 1:-1].astype(int) + ink[:, 2:, 1:-1] + ink[:, 1:-1, :-2] + ink[:, 1:-1, 2:]
+    )
     inner = ink[:, 1:-1, 1:-1]
     return ((neighbours <= 1) & inner).sum((1, 2)) / np.maximum(inner.sum((1, 2)), 1)
 
@@ -93,17 +108,26 @@ def thickness(images):
 def kinds(images, probs=None):
     """(N,) 'speck', 'noise', 'blob' or '' (none of them) per image. probs: (N, 10) the judge's
     digit probabilities (a read image is never a blob)."""
-    from ebm.quality import RECOGNISABLE    # here: ebm.quality imports this module
+    from ebm.quality import RECOGNISABLE  # here: ebm.quality imports this module
 
     n = len(images)
     probs = np.zeros((n, 10)) if probs is None else np.asarray(probs)
     read = probs.max(1) >= RECOGNISABLE
-    not_a_digit = 1 - probs.sum(1) > probs.max(1)      # the eleventh class is the likeliest
+    not_a_digit = 1 - probs.sum(1) > probs.max(1)  # the eleventh class is the likeliest
     speck = ink_mask(images).sum((1, 2)) <= SPECK_INK
-    noise = ~speck & ((isolated_share(images) >= NOISE_ISOLATED) | (roughness(images) >= NOISE_ROUGHNESS))
+    noise = ~speck & (
+        (isolated_share(images) >= NOISE_ISOLATED) | (roughness(images) >= NOISE_ROUGHNESS)
+    )
     half_width, compact, area = thickness(images)
     compact_enough = compact >= np.where(not_a_digit, BLOB_COMPACTNESS, BLOB_COMPACTNESS_DIGIT)
-    blob = ~speck & ~noise & ~read & (half_width >= BLOB_HALF_WIDTH) & compact_enough & (area <= BLOB_AREA)
+    blob = (
+        ~speck
+        & ~noise
+        & ~read
+        & (half_width >= BLOB_HALF_WIDTH)
+        & compact_enough
+        & (area <= BLOB_AREA)
+    )
     return np.where(speck, "speck", np.where(noise, "noise", np.where(blob, "blob", "")))
 
 
@@ -118,8 +142,16 @@ def is_blob(images, probs=None):
 def shape_figures(images, probs=None):
     """The share of images that are noise, blobs and specks, and the mean roughness."""
     if not len(images):
-        return {"noise_share": float("nan"), "blob_share": float("nan"), "speck_share": float("nan"),
-                "roughness": float("nan")}
+        return {
+            "noise_share": float("nan"),
+            "blob_share": float("nan"),
+            "speck_share": float("nan"),
+            "roughness": float("nan"),
+        }
     kind = kinds(images, probs)
-    return {"noise_share": float((kind == "noise").mean()), "blob_share": float((kind == "blob").mean()),
-            "speck_share": float((kind == "speck").mean()), "roughness": float(roughness(images).mean())}
+    return {
+        "noise_share": float((kind == "noise").mean()),
+        "blob_share": float((kind == "blob").mean()),
+        "speck_share": float((kind == "speck").mean()),
+        "roughness": float(roughness(images).mean()),
+    }

@@ -1,4 +1,5 @@
 """How every stage script ends: known problems become one clear line and exit status 1."""
+
 import sys
 
 from ebm.params import ParamsError
