@@ -55,13 +55,15 @@ GRID = 64  # images in the final grid
 # after 20,000 steps, and (Nijkamp et al. 2020's test of a long chain) no drift since
 # REFERENCE_STEP.
 REFERENCE_STEP = 1000  # the chains' first realistic state: the last snapshot is compared with it
-MIN_ENTROPY = (
-    0.9  # diverse: the recognisable chains' class entropy (1 = uniform) at least this at every
-)
-MIN_CLASSES = 10  # snapshot >= REFERENCE_STEP, and all ten classes among them (each >= 2% of them)
+# diverse: the recognisable chains' class entropy (1 = uniform) at least MIN_ENTROPY at every
+# snapshot >= REFERENCE_STEP, and all ten classes among them (each >= 2% of them)
+MIN_ENTROPY = 0.9
+MIN_CLASSES = 10
 MIN_RECOGNISABLE = 0.5  # recognisable: most chains at the last step (real test digits 0.95 or more)
-KEEP_FRACTION = 0.9  # no drift: recognisable, coverage and density at the last step >= 90% of their
-FLD_GROWTH = 1.2  # reference values, and the Frechet distance at most 1.2x its reference value
+# no drift: recognisable, coverage and density at the last step >= 90% of their reference values,
+# and the Frechet distance at most 1.2x its reference value
+KEEP_FRACTION = 0.9
+FLD_GROWTH = 1.2
 # Beyond the claim, reported beside the verdict (`beyond_the_claim`) and never in it: how typical
 # of MNIST's strokes the chains are, and their ink and white (saturated stroke) fractions against
 # the test digits'.

@@ -45,11 +45,11 @@ from ebm.stage import run_stage
 
 CURVE_COLUMNS = ["step", "epoch", "loss", "e_pos", "e_neg", "cd", "reg", "r1", "grad_norm", "lr"]
 SUMMARY_TERMS = ["loss", "e_pos", "e_neg", "cd", "reg", "r1"]
-TRACKED = 500  # the most recent negatives scored at each epoch's end (those of the last ~16
-# iterations at batch 32): as many as the CPU-scale evaluation scores, so figures compare
-REPEL_REFERENCE = (
-    256  # past negatives the repel term measures distances to (Improved CD: its replay buffer)
-)
+# the most recent negatives scored at each epoch's end (those of the last ~16 iterations at
+# batch 32): as many as the CPU-scale evaluation scores, so figures compare
+TRACKED = 500
+# past negatives the repel term measures distances to (Improved CD: its replay buffer)
+REPEL_REFERENCE = 256
 TRACKED_FIGURES = [
     "class_entropy",
     "modes_covered",

@@ -61,15 +61,13 @@ BLOBS = 0.5  # "were fuzzy blobs": most generated samples are blobs (ebm.shapes)
 NOT_NOISE = 0.5  # ... and most are not noise
 NOT_READ = 0.05  # "not digits": the judge reads at most 5% (noise, speckle, blobs score <= 0.05)
 DIGIT_LIKE = 0.5  # "began to learn real digits", "sample generation": the judge reads most samples
-COLLAPSED = 0.75  # "only one or two types of digits": the two commonest classes hold three quarters
-# of the read samples (one- and two-class sets: 1.0; three equal classes 0.67;
-# real digits 0.21)
-DIVERSE_ENTROPY = (
-    MIN_ENTROPY  # "diverse ... across all digit classes": class entropy of the read samples
-)
-ALL_CLASSES = (
-    MIN_CLASSES  # >= 0.9, every class >= 2% of them (real digits: 1.0 and 10), as the generation
-)
+# "only one or two types of digits": the two commonest classes hold three quarters of the read
+# samples (one- and two-class sets: 1.0; three equal classes 0.67; real digits 0.21)
+COLLAPSED = 0.75
+# "diverse ... across all digit classes": class entropy of the read samples >= 0.9, every class
+# >= 2% of them (real digits: 1.0 and 10), as the generation
+DIVERSE_ENTROPY = MIN_ENTROPY
+ALL_CLASSES = MIN_CLASSES
 
 CLAIMS = {  # (title, the original journey's account, quoted; a claim, not a result)
     "initial_attempt": (

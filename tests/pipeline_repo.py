@@ -55,9 +55,8 @@ def tiny_params(params):
     return params
 
 
-FINAL_EPOCHS = (
-    3  # final_training's epochs in the shared tiny run: room for a kill between two checkpoints
-)
+# final_training's epochs in the shared tiny run: room for a kill between two checkpoints
+FINAL_EPOCHS = 3
 
 
 def small_params(params):

@@ -76,9 +76,8 @@ def test_blob_collapse_wants_blobs_at_low_energy_and_negatives_at_high():
         and verdict.headline["blobs"] == 0.8
         and verdict.headline["loss"] == -4.9
     )
-    evals["fresh"]["energy"] = (
-        3.0  # generated samples as high as the negatives: not the account's blobs
-    )
+    # generated samples as high as the negatives: not the account's blobs
+    evals["fresh"]["energy"] = 3.0
     assert agreement(run, "blob_collapse").word == NOT_AT_SCALE
     evals["fresh"].update(energy=-4.7, blob_share=0.1, noise_share=0.9)  # low energy, but noise
     run.scale = "seed"

@@ -83,11 +83,10 @@ def load_checkpoint(path, device, remedy):
     and `remedy` (the command that rebuilds it) when the file cannot be read."""
     if not Path(path).is_file():
         raise DataError(f"{path}: file not found; {remedy}")
-    if not zipfile.is_zipfile(
-        path
-    ):  # torch.save writes a zip, whose directory is at its end: a cut
-        # file has none. (Given bytes that are no zip, torch would try its pre-1.6 format, and the
-        # unpickler fails in any of a dozen ways: KeyError, IndexError, ...)
+    # torch.save writes a zip, whose directory is at its end: a cut file has none. (Given bytes
+    # that are no zip, torch would try its pre-1.6 format, and the unpickler fails in any of a
+    # dozen ways: KeyError, IndexError, ...)
+    if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: truncated or not a checkpoint (no whole zip archive); {remedy}")
     try:
         return torch.load(path, map_location=device, weights_only=True)

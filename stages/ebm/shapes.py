@@ -33,28 +33,22 @@ import torch
 from scipy import ndimage
 
 SPECK_INK = 12  # pixels: "about a dozen pixels of ink or fewer" (docs/labelling.md)
-NOISE_ISOLATED = (
-    0.4  # calibration noise 0.40 at the median; blobs 0.36 and unclear 0.25 at the 95th
-)
-NOISE_ROUGHNESS = (
-    0.35  # uniform noise 0.67, +-1 speckle 1.0; digits 0.19 at the 95th; seed 45's dithered
-)
-# blocks 0.33 at the median (0.3 called them noise), exp 2's textures 0.44-0.46
-BLOB_HALF_WIDTH = (
-    1.5  # calibration: digits 1.52, unclear 1.54 at the 95th percentile; blobs 1.40 at the 5th,
-)
-# 1.75 at the median (1.45-1.55 tried; 1.5 came closest to the person per grid)
-BLOB_COMPACTNESS = (
-    0.45  # calibration blobs 0.66 at the median, seed 45's 0.55 at the 10th; 0.45 came closest
-)
-# to the person per grid on both calibration seeds (docs/labelling.md)
-BLOB_COMPACTNESS_DIGIT = (
-    0.7  # thickened control digits the judge is unsure of: 0.5 left 5.4% of them blobs
-)
-# (0.05 allowed), 0.7 1.2%; discs 0.85 and more
-BLOB_AREA = (
-    0.9  # of the frame at most: a white page is `other`, a block that runs off the frame a blob
-)
+# calibration noise 0.40 at the median; blobs 0.36 and unclear 0.25 at the 95th
+NOISE_ISOLATED = 0.4
+# uniform noise 0.67, +-1 speckle 1.0; digits 0.19 at the 95th; seed 45's dithered blocks 0.33
+# at the median (0.3 called them noise), exp 2's textures 0.44-0.46
+NOISE_ROUGHNESS = 0.35
+# calibration: digits 1.52, unclear 1.54 at the 95th percentile; blobs 1.40 at the 5th, 1.75 at
+# the median (1.45-1.55 tried; 1.5 came closest to the person per grid)
+BLOB_HALF_WIDTH = 1.5
+# calibration blobs 0.66 at the median, seed 45's 0.55 at the 10th; 0.45 came closest to the
+# person per grid on both calibration seeds (docs/labelling.md)
+BLOB_COMPACTNESS = 0.45
+# thickened control digits the judge is unsure of: 0.5 left 5.4% of them blobs (0.05 allowed),
+# 0.7 1.2%; discs 0.85 and more
+BLOB_COMPACTNESS_DIGIT = 0.7
+# of the frame at most: a white page is `other`, a block that runs off the frame a blob
+BLOB_AREA = 0.9
 SOLID_SIGMA = 1.0  # pixels: the closing that fills dithered holes
 
 
