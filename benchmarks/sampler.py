@@ -65,8 +65,8 @@ def keep_freed_memory():
     if not all(libc.mallopt(option, value) for option, value in KEEP_FREED.items()):
         raise RuntimeError("glibc's mallopt refused the trim threshold, top pad or mmap threshold")
     return (
-        "glibc, freed memory kept (M_TRIM_THRESHOLD 256 MiB, M_TOP_PAD 16 MiB, "
-        "M_MMAP_THRESHOLD 32 MiB)"
+        "glibc, freed memory kept (M_TRIM_THRESHOLD 256 MiB, M_TOP_PAD 16 MiB, M_MMAP_THRESHOLD 32 "
+        "MiB)"
     )
 
 
@@ -304,20 +304,18 @@ def main():
     for r in results:
         print(
             f"{r['device']}: reference {r['reference_img_steps_per_s']:.0f}, project "
-            f"{r['project_img_steps_per_s']:.0f} img-steps/s -> {r['speedup']:.3f}x "
-            f"(median of {r['repeats']}, batch {r['batch']}, K {r['steps']}, {r['threads']} "
-            f"threads, {allocator}); "
-            f"one training iteration {r['training_iteration_s']:.2f} s; same-seed max |diff| "
-            f"{r['max_abs_difference_same_seed']:.2e}; page faults per step "
+            f"{r['project_img_steps_per_s']:.0f} img-steps/s -> {r['speedup']:.3f}x (median of "
+            f"{r['repeats']}, batch {r['batch']}, K {r['steps']}, {r['threads']} threads, "
+            f"{allocator}); one training iteration {r['training_iteration_s']:.2f} s; same-seed "
+            f"max |diff| {r['max_abs_difference_same_seed']:.2e}; page faults per step "
             f"{r['page_faults_per_step']}"
         )
         j = r["seed_scale_projection"]
         print(
             f"  seed scale: one epoch of final_training {j['one_epoch_final_training_s']:.0f} s "
-            f"({'timed' if j['one_epoch_timed'] else 'projected'}); projected "
-            f"whole journey {j['journey_minutes']:.0f} min (train {sum(j['train_s'].values()):.0f} "
-            f"s, "
-            f"evaluate {j['evaluate_s']:.0f} s, generate {j['generate_s']:.0f} s)"
+            f"({'timed' if j['one_epoch_timed'] else 'projected'}); projected whole journey "
+            f"{j['journey_minutes']:.0f} min (train {sum(j['train_s'].values()):.0f} s, evaluate "
+            f"{j['evaluate_s']:.0f} s, generate {j['generate_s']:.0f} s)"
         )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(

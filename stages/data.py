@@ -118,8 +118,8 @@ def fetch_torchvision(root, timeout_s, mirrors=None, resources=None, deadline_s=
         if corrupt:
             raise DataError(
                 f"{corrupt[0]}: MD5 checksum mismatch: the file downloaded from "
-                f"{', '.join(mnist.mirrors)} is corrupt; rerun `dvc repro data` "
-                f"(or set data.source: bundled)"
+                f"{', '.join(mnist.mirrors)} is corrupt; rerun `dvc repro data` (or set "
+                f"data.source: bundled)"
             ) from None
         if _is_network_error(err):
             raise DownloadFailed(raw, _one_line(err)) from None
@@ -154,8 +154,8 @@ def fetch_bundled(test_fraction, seed):
     test_idx = rng.permutation(np.concatenate(test_idx))
     if len(train_idx) == 0 or len(test_idx) == 0:
         raise DataError(
-            f"params.yaml: data.test_fraction = {test_fraction} leaves an empty "
-            f"split of the {len(labels)} bundled digits"
+            f"params.yaml: data.test_fraction = {test_fraction} leaves an empty split of the "
+            f"{len(labels)} bundled digits"
         )
     return {
         "x_train": images[train_idx],

@@ -90,8 +90,8 @@ def chains_for(cfg, name):
     runs."""
     if name not in cfg["chains"]:
         raise ParamsError(
-            f"params.yaml: generate.chains has no entry {name!r} "
-            f"(models it names: {', '.join(cfg['chains'])})"
+            f"params.yaml: generate.chains has no entry {name!r} (models it names: "
+            f"{', '.join(cfg['chains'])})"
         )
     return cfg["chains"][name]
 
@@ -117,8 +117,7 @@ def load_model(name, device):
     if status.get("status") != "ok":
         fail(
             f"{name} has training status {status.get('status')!r} ({status.get('error')}), not "
-            f"'ok'; "
-            f"generation needs a finished training: rerun `dvc repro train@{name}`"
+            f"'ok'; generation needs a finished training: rerun `dvc repro train@{name}`"
         )
     return load_trained(checkpoint, device)
 
@@ -259,8 +258,7 @@ def verdict(per_step, real):
         "diverse": {
             "value": min(per_step[str(s)]["recognised_entropy"] for s in judged),
             "rule": f"the recognisable chains' class entropy >= {MIN_ENTROPY} and all "
-            f"{MIN_CLASSES} classes "
-            f"among them at every snapshot from step {ref} to {last}",
+            f"{MIN_CLASSES} classes among them at every snapshot from step {ref} to {last}",
             "passed": all(
                 per_step[str(s)]["recognised_entropy"] >= MIN_ENTROPY
                 and per_step[str(s)]["recognised_classes"] >= MIN_CLASSES
@@ -413,8 +411,7 @@ def main(argv=None):
     write_json(Path("metrics/generate") / f"{name}.json", result)
     print(
         f"generate {name}: {cfg['steps']} steps x {chains} chains on {device} in "
-        f"{result['wall_time_s']} s; "
-        f"{judged['summary']}"
+        f"{result['wall_time_s']} s; {judged['summary']}"
     )
 
 

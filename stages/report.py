@@ -321,8 +321,7 @@ class Doc:
             picture = (
                 "".join(
                     f'<img class="{"main" if i == 0 else "side"}" src="{data_uri(path)}" '
-                    f'alt="{html.escape(caption)}">'
-                    f'<p class="caption">{html.escape(caption)}</p>'
+                    f'alt="{html.escape(caption)}"><p class="caption">{html.escape(caption)}</p>'
                     for i, (path, caption) in enumerate(images)
                 )
                 if images
@@ -549,9 +548,9 @@ def eye_note(grid, eye):
     kinds = ", ".join(f"{n} {k}" for k, n in reading["person_kinds"].items())
     return (
         f"read by eye ({reading['tiles']} tiles): {kinds}. Person / figures: read "
-        f"{reading['person_read']:.2f} / "
-        f"{reading['read']:.2f}, noise {reading['person_noise']:.2f} / {reading['noise']:.2f}, "
-        f"blob {reading['person_blob']:.2f} / {reading['blob']:.2f}"
+        f"{reading['person_read']:.2f} / {reading['read']:.2f}, noise "
+        f"{reading['person_noise']:.2f} / {reading['noise']:.2f}, blob "
+        f"{reading['person_blob']:.2f} / {reading['blob']:.2f}"
     )
 
 
@@ -600,14 +599,11 @@ def journey_cards(doc, run):
     doc.cards(cards)
     doc.para(
         "Each card: the step's generated samples at its last epoch (chains from noise under the "
-        "model, as the "
-        "original journey's pictures are), the training negatives beside them, whether the step "
-        "agrees with "
-        "EBM-MNIST-Journey (rules under the summary) and the figures that decided it. The verdicts "
-        "read the "
-        "generated samples: in exp 3 the account's own numbers put the blobs at the low energy "
-        "(-5) and the "
-        "negatives at the high one (+5), so its pictures cannot be the negatives."
+        "model, as the original journey's pictures are), the training negatives beside them, "
+        "whether the step agrees with EBM-MNIST-Journey (rules under the summary) and the figures "
+        "that decided it. The verdicts read the generated samples: in exp 3 the account's own "
+        "numbers put the blobs at the low energy (-5) and the negatives at the high one (+5), so "
+        "its pictures cannot be the negatives."
     )
 
 
@@ -641,12 +637,10 @@ def summary_section(doc, run):
     )
     doc.para(
         f'Scale: {run.scale}. "{NOT_AT_SCALE}" replaces "{DISAGREES}" when a failure mode (exps '
-        f"2-4) "
-        f"does not show below the original journey's scale (params.yaml `scale: {JOURNEY_SCALE}`): "
-        f"fewer digits "
+        f"2-4) does not show below the original journey's scale (params.yaml `scale: "
+        f"{JOURNEY_SCALE}`): fewer digits "
         "and iterations may not reach it. The fixes and the generation must hold at any scale. The "
-        "same "
-        "figures are in metrics/headline.json (`dvc metrics show`, `dvc exp show`)."
+        "same figures are in metrics/headline.json (`dvc metrics show`, `dvc exp show`)."
     )
     doc.heading(3, 'Rules of "agrees with the original journey?"', anchor="rules")
     doc.table(
@@ -656,8 +650,7 @@ def summary_section(doc, run):
     )
     doc.para(
         'A rule whose inputs are missing gives "not run" with the missing file. The rules and the '
-        "claims "
-        "they quote are in stages/verdicts.py."
+        "claims they quote are in stages/verdicts.py."
     )
 
 
@@ -676,20 +669,15 @@ def controls_section(doc, run):
     doc.heading(2, "How to read the figures", anchor="how-to-read")
     doc.para(
         "Every figure a verdict reads was first run on control sets whose answer a person knows "
-        "(ebm.controls; "
-        "tests/test_controls.py holds the answers). recognisable: the judge, a LeNet-5 with an "
-        "eleventh class "
+        "(ebm.controls; tests/test_controls.py holds the answers). recognisable: the judge, a "
+        "LeNet-5 with an eleventh class "
         'for "not a digit", is at least 0.9 sure of one digit, i.e. a person would read it. '
-        "typical: "
-        "recognisable and inside the k-NN ball of a real digit (Kynkaanniemi et al. 2019), which "
-        "real digits "
-        "themselves pass only about half the time: it measures how typical of MNIST's strokes a "
-        "sample is, and "
-        "no verdict reads it. top2_share: the two commonest classes' share of the recognisable "
-        "samples "
-        "(collapse at 0.5). noise_share and blob_share: ebm.shapes, from the pixels alone. density "
-        "and "
-        "coverage: Naeem et al. 2020, in the judge's features."
+        "typical: recognisable and inside the k-NN ball of a real digit (Kynkaanniemi et al. "
+        "2019), which real digits themselves pass only about half the time: it measures how "
+        "typical of MNIST's strokes a sample is, and no verdict reads it. top2_share: the two "
+        "commonest classes' share of the recognisable samples (collapse at 0.5). noise_share and "
+        "blob_share: ebm.shapes, from the pixels alone. density and coverage: Naeem et al. 2020, "
+        "in the judge's features."
     )
     controls = (run.judge or {}).get("controls")
     if not controls:
@@ -751,11 +739,9 @@ def training_block(doc, run, name, cfg_epochs):
         # implied.
         doc.para(
             f"At the last epoch ({int(last['epoch'])}): class entropy "
-            f"{fmt(float(last['class_entropy']), 3)}, "
-            f"coverage {fmt(float(last['coverage']), 3)}, modes covered "
-            f"{int(last['modes_covered'])}; real "
-            f"digits (the judge's line, N = {fmt(real.get('n'))}): "
-            f"{fmt(real.get('class_entropy'), 3)}, "
+            f"{fmt(float(last['class_entropy']), 3)}, coverage {fmt(float(last['coverage']), 3)}, "
+            f"modes covered {int(last['modes_covered'])}; real digits (the judge's line, N = "
+            f"{fmt(real.get('n'))}): {fmt(real.get('class_entropy'), 3)}, "
             f"{fmt(real.get('coverage'), 3)}, {fmt(real.get('modes_covered'))}."
         )
     generated = run.generated(name)
@@ -782,12 +768,11 @@ def training_block(doc, run, name, cfg_epochs):
         ages = (run.trains.get(name) or {}).get("buffer_age") or {}
         doc.para(
             f"The replay buffer's chains at the end "
-            f"({fmt((run.trains.get(name) or {}).get('buffer_capacity'))} "
-            f"slots): drawn and continued {fmt(float(last['age_draws_mean']), 3)} times on average "
-            f"(90% at most "
+            f"({fmt((run.trains.get(name) or {}).get('buffer_capacity'))} slots): drawn and "
+            f"continued {fmt(float(last['age_draws_mean']), 3)} times on average (90% at most "
             f"{fmt((ages.get('draws') or {}).get('q90'))}), "
-            f"{fmt(float(last['age_steps_mean']), 4)} Langevin "
-            f"steps since noise (at most {fmt((ages.get('steps') or {}).get('max'))})."
+            f"{fmt(float(last['age_steps_mean']), 4)} Langevin steps since noise (at most "
+            f"{fmt((ages.get('steps') or {}).get('max'))})."
         )
     for kind, label in (("generated", "generated samples"), ("samples", "training negatives")):
         grid = run.last_grid(name, kind)
@@ -826,10 +811,8 @@ def evaluation_block(doc, run, name):
     doc.para(
         f"{fmt(record.get('num_samples'))} samples per protocol; fresh chains run "
         f"{fmt(record.get('fresh_steps'))} Langevin steps from noise, buffer samples come from the "
-        f"trained "
-        f"replay buffer; real = {fmt(real.get('n'))} real train digits scored the same way "
-        f"(energy: the test "
-        f"digits' mean energy)."
+        f"trained replay buffer; real = {fmt(real.get('n'))} real train digits scored the same way "
+        f"(energy: the test digits' mean energy)."
     )
     classes = read_csv(f"plots/eval/{name}_classes.csv")
     if (
@@ -848,8 +831,8 @@ def experiment_section(doc, run, index, name):
     if claim:
         doc.para(("" if name == LONG_RUN else "The original journey says: ") + claim, quote=True)
     doc.para(
-        f"Agrees with the original journey? {agreement(run, name).text()}. "
-        f"Rule: {RULES.get(name, ('no rule',))[0]}."
+        f"Agrees with the original journey? {agreement(run, name).text()}. Rule: "
+        f"{RULES.get(name, ('no rule',))[0]}."
     )
 
     experiments = run.params["experiments"]
@@ -877,8 +860,7 @@ def experiment_section(doc, run, index, name):
     if name == LONG_RUN:
         doc.para(
             "The long run has no evaluation stage: its training negatives are above, and its long "
-            "chains are "
-            "judged in its generation section."
+            "chains are judged in its generation section."
         )
     else:
         evaluation_block(doc, run, name)
@@ -897,8 +879,8 @@ def generation_section(doc, run, model):
         )
     gen = run.gens.get(model)
     doc.para(
-        f"Agrees with the original journey? {agreement(run, (GENERATE, model)).text()}. "
-        f"Rule: {RULES[GENERATE][0]}."
+        f"Agrees with the original journey? {agreement(run, (GENERATE, model)).text()}. Rule: "
+        f"{RULES[GENERATE][0]}."
     )
     if gen is None:
         doc.para(f"not run: metrics/generate/{model}.json is missing.")
@@ -914,9 +896,8 @@ def generation_section(doc, run, model):
     doc.para(
         f"{fmt(gen.get('chains'))} chains from {gen.get('init')} under {model}'s model (epoch "
         f"{fmt(gen.get('checkpoint_epoch'))}{weights}), {fmt(gen.get('steps'))} steps on "
-        f"{gen.get('device')} in "
-        f"{fmt(gen.get('wall_time_s'))} s ({fmt(gen.get('langevin_img_steps_per_s'))} "
-        f"image-steps/s)."
+        f"{gen.get('device')} in {fmt(gen.get('wall_time_s'))} s "
+        f"({fmt(gen.get('langevin_img_steps_per_s'))} image-steps/s)."
     )
     grid = folder / f"hq_samples_k{gen.get('steps')}.png"
     if grid.is_file():
@@ -962,26 +943,21 @@ def generation_section(doc, run, model):
     doc.table(["step", *[k.replace("modes_covered", "modes") for k in SNAPSHOT_FIGURES]], rows)
     doc.para(
         f"The real row: what {fmt(real.get('n'))} real train digits score (ink, saturated, white "
-        f"and "
-        f"energy_mean: the test digits'); below_real_energy: the share of chains whose energy is "
-        f"below "
-        f"that of 95% of the test digits ({fmt(real.get('energy_q05'), 3)}). The noise ceiling of "
-        f"the "
-        f"Frechet distance is {fmt(real.get('fld_ceiling'), 3)}."
+        f"and energy_mean: the test digits'); below_real_energy: the share of chains whose energy "
+        f"is below that of 95% of the test digits ({fmt(real.get('energy_q05'), 3)}). The noise "
+        f"ceiling of the Frechet distance is {fmt(real.get('fld_ceiling'), 3)}."
     )
     if binary:
         white, test_white = binary.get("white"), real.get("test_white")
         doc.para(
             f"The real at ±1 row: as many real train digits with every pixel set to -1 or +1, the "
-            f"style "
-            f"of a cold chain whose gradient steps carry pixels to the ends of [-1, 1]. Shapes as "
-            f"real as the "
-            f"data's then score recognisable {fmt(binary.get('recognisable'), 3)} "
-            f"(typical {fmt(binary.get('typical_vs_real'), 2)} of real) and white "
+            f"style of a cold chain whose gradient steps carry pixels to the ends of [-1, 1]. "
+            f"Shapes as real as the data's then score recognisable "
+            f"{fmt(binary.get('recognisable'), 3)} (typical "
+            f"{fmt(binary.get('typical_vs_real'), 2)} of real) and white "
             f"{fmt(binary.get('white'), 3)} "
             f"({fmt(white / test_white if white is not None and test_white else None, 2)}x the "
-            f"test digits'): "
-            f"recognisable judges shapes, white grey stroke edges."
+            f"test digits'): recognisable judges shapes, white grey stroke edges."
         )
     counts = read_csv(folder / "class_counts.csv")
     if counts is not None and len(counts):
@@ -1001,8 +977,7 @@ def generation_section(doc, run, model):
             "Beyond the claim, and in no check: "
             + "; ".join(f"{k} {fmt(v, 3)}" for k, v in beyond.items())
             + " (typical_vs_real: how MNIST-typical the strokes are, as a share of what real "
-            "digits score; "
-            "ink and white: against the test digits')."
+            "digits score; ink and white: against the test digits')."
         )
 
 
@@ -1045,18 +1020,13 @@ def abilities_section(doc):
     )
     doc.para(
         "What an energy gives that a sampler alone does not (IGEBM, Du & Mordatch 2019): "
-        "completing a digit "
-        "with part of it hidden (the hidden pixels start as noise, the model's sampler runs with "
-        "the visible "
-        "pixels clamped), denoising by a few Langevin steps, and telling digits from non-digits by "
-        "E(x). "
-        "Each figure stands beside a plain baseline: for completion the hole at background, the "
-        "train-mean "
-        "image and the nearest train digit by the visible pixels; for denoising a 3x3 median "
-        "filter; for "
-        "OOD the judge's maximum softmax probability (MSP, Hendrycks & Gimpel 2017). Accuracy is "
-        "the "
-        "judge's against the true labels; MSE is over the hidden pixels, on the [-1, 1] scale."
+        "completing a digit with part of it hidden (the hidden pixels start as noise, the model's "
+        "sampler runs with the visible pixels clamped), denoising by a few Langevin steps, and "
+        "telling digits from non-digits by E(x). Each figure stands beside a plain baseline: for "
+        "completion the hole at background, the train-mean image and the nearest train digit by "
+        "the visible pixels; for denoising a 3x3 median filter; for OOD the judge's maximum "
+        "softmax probability (MSP, Hendrycks & Gimpel 2017). Accuracy is the judge's against the "
+        "true labels; MSE is over the hidden pixels, on the [-1, 1] scale."
     )
     for model in models:
         record = read_json(f"metrics/abilities/{model}.json")
@@ -1084,8 +1054,8 @@ def abilities_section(doc):
         }
         doc.para(
             f"Completion of {fmt(comp.get('digits'))} test digits, {fmt(comp.get('steps'))} "
-            f"Langevin steps "
-            f"(the judge on the intact digits: {fmt(comp.get('judge_accuracy_original'), 3)}). "
+            f"Langevin steps (the judge on the intact digits: "
+            f"{fmt(comp.get('judge_accuracy_original'), 3)}). "
             + " ".join(
                 f"The energy's completions are less accurate than the {b} baseline's in "
                 f"{len(lost)} of {len(regions)} regions ({', '.join(lost)})."
@@ -1163,8 +1133,7 @@ def abilities_section(doc):
         )
         doc.para(
             f"{fmt(det.get('digits'))} test digits against each set (low energy = a digit; the "
-            f"test digits' "
-            f"mean energy {fmt(det.get('digits_energy_mean'), 3)}). "
+            f"test digits' mean energy {fmt(det.get('digits_energy_mean'), 3)}). "
             + (
                 f"The energy loses to the judge's max softmax on {', '.join(lost)}."
                 if lost
@@ -1239,14 +1208,12 @@ def main():
     doc = Doc("Training an energy-based model on MNIST: the journey, reproduced")
     doc.para(
         f"EBM-MNIST-Journey, the original journey, trains an energy-based model on MNIST in five "
-        f"experiments "
-        f"and then draws digits with a 20,000-step chain. This page reproduces it at scale "
-        f"{run.scale}: every "
-        f"number, curve and picture comes from this pipeline's own outputs (metrics/, plots/); "
+        f"experiments and then draws digits with a 20,000-step chain. This page reproduces it at "
+        f"scale {run.scale}: every number, curve and picture comes from this pipeline's own "
+        f"outputs (metrics/, plots/); "
         f'"not run" '
         f"marks a stage whose output is missing. The original journey's words are quoted as its "
-        f"claims; "
-        f"whether each agrees is computed by the rules listed under the summary."
+        f"claims; whether each agrees is computed by the rules listed under the summary."
     )
     journey_cards(doc, run)
     summary_section(doc, run)

@@ -530,8 +530,8 @@ def train(name, params):
             print(f"train: removed {stale}, made with other params", file=sys.stderr)
     if cfg["expected_error"] and status != "expected_error":
         raise RuntimeError(
-            f"experiment {name} declares expected_error {cfg['expected_error']!r}, "
-            f"but training ended with status {status!r}"
+            f"experiment {name} declares expected_error {cfg['expected_error']!r}, but training "
+            f"ended with status {status!r}"
         )
     metrics = write_outputs(exp, paths, status, error) if rank == 0 else None
     distributed.barrier(world)

@@ -80,18 +80,14 @@ CLAIMS = {  # (title, the original journey's account, quoted; a claim, not a res
         "Experiment 2: loss collapse (trivial minimum)",
         "A poorly scaled energy regularizer `(E_pos**2 + E_neg**2)` created a trivial mathematical "
         "minimum at `E_pos=-1, E_neg=1`. The model learned to output these constant values "
-        "regardless "
-        "of input. Result: Loss stuck at `-1.0`, and generated samples were pure noise.",
+        "regardless of input. Result: Loss stuck at `-1.0`, and generated samples were pure noise.",
     ),
     "blob_collapse": (
         "Experiment 3: blob collapse",
         "After scaling the regularizer, the model found the next-easiest solution: mapping fuzzy "
-        "blobs "
-        "to a low energy value (`-5`) and everything else to a high one (`+5`). The MCMC sampler "
-        "was "
-        "not strong enough to produce challenging negative samples. Result: Loss stuck at `-5.0`, "
-        "and "
-        "generated samples were fuzzy blobs.",
+        "blobs to a low energy value (`-5`) and everything else to a high one (`+5`). The MCMC "
+        "sampler was not strong enough to produce challenging negative samples. Result: Loss stuck "
+        "at `-5.0`, and generated samples were fuzzy blobs.",
     ),
     "mode_collapse": (
         "Experiment 4: mode collapse",
@@ -99,37 +95,30 @@ CLAIMS = {  # (title, the original journey's account, quoted; a claim, not a res
         "began to learn real digits. However, the replay buffer created a feedback loop, causing "
         "the "
         'model to get "stuck" generating only one or two types of digits. Result: Generated '
-        "samples "
-        "showed low diversity (e.g., mostly '7's).",
+        "samples showed low diversity (e.g., mostly '7's).",
     ),
     "final_training": (
         "Experiment 5: final successful training",
         "By increasing MCMC noise and the frequency of re-initializing chains from random noise, "
-        "the "
-        "mode collapse feedback loop was broken. Result: Stable training and diverse sample "
+        "the mode collapse feedback loop was broken. Result: Stable training and diverse sample "
         "generation across all digit classes.",
     ),
     # Not in the original journey: this entry's text is ours, and may be edited freely.
     LONG_RUN: (
         "After experiment 5: the long run (not in the original journey)",
         "This step is not in the original journey. It continues experiment 5's model and replay "
-        "buffer at a "
-        "constant learning rate, with half of each batch's negatives drawn from a pool of "
-        "long-lived chains that "
-        "run the generation's own sampler every iteration and restart from noise only rarely, so "
-        "that "
-        "training sees every stage of a generation's path, from noise to as old as a generation's "
-        "chains (Hill, Nijkamp et al. 2022; Nijkamp et al. 2020). Its generation samples with a "
-        "moving "
-        "average of the weights (Du et al. 2021). A 20,000-step chain should then stay diverse "
-        "digits "
-        "instead of drifting. The settings tried for it are in docs/experiments.md.",
+        "buffer at a constant learning rate, with half of each batch's negatives drawn from a pool "
+        "of long-lived chains that run the generation's own sampler every iteration and restart "
+        "from noise only rarely, so that training sees every stage of a generation's path, from "
+        "noise to as old as a generation's chains (Hill, Nijkamp et al. 2022; Nijkamp et al. "
+        "2020). Its generation samples with a moving average of the weights (Du et al. 2021). A "
+        "20,000-step chain should then stay diverse digits instead of drifting. The settings tried "
+        "for it are in docs/experiments.md.",
     ),
     GENERATE: (
         "Generation: a long chain of 20,000 steps",
         "After successful training and a long MCMC chain for generation, the model is capable of "
-        "producing "
-        "diverse and recognizable digits (`hq_samples_k20000.png`).",
+        "producing diverse and recognizable digits (`hq_samples_k20000.png`).",
     ),
 }
 
@@ -141,8 +130,7 @@ RULES = {  # step -> (agrees when, the samples and figures it reads, why those)
     ),
     "loss_collapse": (
         f"final loss within 0.05 of -1, E_pos within 0.25 of -1, E_neg within 0.25 of +1; the "
-        f"generated samples "
-        f"are pure noise: noise share >= {NOISE} and recognisable <= {NOT_READ}",
+        f"generated samples are pure noise: noise share >= {NOISE} and recognisable <= {NOT_READ}",
         "metrics/train: final loss, E_pos, E_neg; generated samples (metrics/eval fresh): "
         "noise_share, recognisable",
         'the trivial minimum is loss -1 at E_pos = -1, E_neg = +1; "generated samples were pure '
@@ -150,76 +138,56 @@ RULES = {  # step -> (agrees when, the samples and figures it reads, why those)
     ),
     "blob_collapse": (
         f"final loss within 0.25 of -5; the generated samples' energy nearer E_pos than E_neg "
-        f"while the training "
-        f"negatives' is nearer E_neg; the generated samples are blobs: blob share >= {BLOBS}, "
-        f"recognisable <= "
-        f"{NOT_READ}, noise share < {NOT_NOISE}",
+        f"while the training negatives' is nearer E_neg; the generated samples are blobs: blob "
+        f"share >= {BLOBS}, recognisable <= {NOT_READ}, noise share < {NOT_NOISE}",
         "metrics/train: final loss, E_pos, E_neg; metrics/eval: fresh (generated) and buffer "
-        "(negatives) energy, "
-        "fresh blob_share, recognisable, noise_share",
+        "(negatives) energy, fresh blob_share, recognisable, noise_share",
         '"fuzzy blobs to a low energy value (-5) and everything else to a high one (+5)": the '
         "blobs are what a "
         'chain reaches at low energy, the negatives the "everything else"; a blob is a compact '
-        "shape thicker "
-        "than any stroke (ebm.shapes), neither a digit nor noise",
+        "shape thicker than any stroke (ebm.shapes), neither a digit nor noise",
     ),
     "mode_collapse": (
         f"the generated samples at exp 4's last epoch are digit-like (recognisable >= "
-        f"{DIGIT_LIKE}) and one or two "
-        f"classes hold at least {COLLAPSED} of the read ones, while exp 5's at the same iteration "
-        f"do not",
+        f"{DIGIT_LIKE}) and one or two classes hold at least {COLLAPSED} of the read ones, while "
+        f"exp 5's at the same iteration do not",
         "plots/generated/mode_collapse.csv and final_training.csv (64 generated samples at every "
-        "sample epoch): "
-        "recognisable, top2_share, recognised_entropy, the dominant classes",
+        "sample epoch): recognisable, top2_share, recognised_entropy, the dominant classes",
         '"stuck generating only one or two types of digits ... low diversity (e.g., mostly 7s)", a '
-        "feedback loop "
-        "that exp 5's settings break: both models learn digits over the same iterations, so exp 4 "
-        "is compared "
-        "with exp 5 at the same iteration, not with exp 5's end",
+        "feedback loop that exp 5's settings break: both models learn digits over the same "
+        "iterations, so exp 4 is compared with exp 5 at the same iteration, not with exp 5's end",
     ),
     "final_training": (
         f"status ok (stable); the generated samples are digits (recognisable >= {DIGIT_LIKE}), "
-        f"diverse across all "
-        f"digit classes: class entropy of the read samples >= {DIVERSE_ENTROPY} and all "
-        f"{ALL_CLASSES} classes read "
+        f"diverse across all digit classes: class entropy of the read samples >= {DIVERSE_ENTROPY} "
+        f"and all {ALL_CLASSES} classes read "
         "(each >= 2% of them)",
         "metrics/train: status; generated samples (metrics/eval fresh): recognisable, "
-        "recognised_entropy, "
-        "recognised_classes",
+        "recognised_entropy, recognised_classes",
         '"stable training and diverse sample generation across all digit classes": every class '
-        "present and "
-        "recognisable. How MNIST-typical the strokes are is not claimed: it is a figure of its own "
-        "(typical)",
+        "present and recognisable. How MNIST-typical the strokes are is not claimed: it is a "
+        "figure of its own (typical)",
     ),
     LONG_RUN: (
         f"status ok; its generated samples keep exp 5's claim: recognisable >= {DIGIT_LIKE}, class "
-        f"entropy of the "
-        f"read samples >= {DIVERSE_ENTROPY} and all {ALL_CLASSES} classes read",
+        f"entropy of the read samples >= {DIVERSE_ENTROPY} and all {ALL_CLASSES} classes read",
         "metrics/train/long_run.json: status; plots/generated/long_run.csv, last epoch (64 "
-        "chains): recognisable, "
-        "recognised_entropy, recognised_classes",
+        "chains): recognisable, recognised_entropy, recognised_classes",
         "not a claim of the original journey: this step must not lose what exp 5 achieved; its "
-        "purpose is "
-        "judged by its generation",
+        "purpose is judged by its generation",
     ),
     GENERATE: (
         f'the generate stage\'s verdict is "stays realistic": diverse (class entropy of the read '
-        f"chains >= "
-        f"{MIN_ENTROPY} and all {MIN_CLASSES} classes, at every snapshot from step "
-        f"{REFERENCE_STEP:,}), recognisable "
-        f"(>= {MIN_RECOGNISABLE} of the chains at the last step), and no drift (recognisable, "
-        f"coverage and density "
-        f"kept >= {KEEP_FRACTION}x, Frechet distance <= {FLD_GROWTH}x its step-{REFERENCE_STEP:,} "
-        f"value)",
+        f"chains >= {MIN_ENTROPY} and all {MIN_CLASSES} classes, at every snapshot from step "
+        f"{REFERENCE_STEP:,}), recognisable (>= {MIN_RECOGNISABLE} of the chains at the last "
+        f"step), and no drift (recognisable, coverage and density kept >= {KEEP_FRACTION}x, "
+        f"Frechet distance <= {FLD_GROWTH}x its step-{REFERENCE_STEP:,} value)",
         "metrics/generate/<model>.json: verdict.checks (diverse, recognisable, recognisable_kept, "
-        "coverage_kept, "
-        "density_kept, fld_kept)",
+        "coverage_kept, density_kept, fld_kept)",
         '"diverse and recognizable digits" after 20,000 steps, and no drift (the test of a long '
-        "chain in "
-        "Nijkamp et al. 2020). Typical strokes, ink and white are reported beside it, not in it. "
-        "The claim is "
-        "judged on the generation named last in generate.chains; the others are shown for "
-        "comparison",
+        "chain in Nijkamp et al. 2020). Typical strokes, ink and white are reported beside it, not "
+        "in it. The claim is judged on the generation named last in generate.chains; the others "
+        "are shown for comparison",
     ),
 }
 
@@ -447,8 +415,8 @@ def mode_collapse_agreement(run):
         key="top2_exp5",
     )
     checks.parts.append(
-        f"read classes' entropy {fmt(last.get('recognised_entropy'))} "
-        f"(exp 5 {fmt(match.get('recognised_entropy'))})"
+        f"read classes' entropy {fmt(last.get('recognised_entropy'))} (exp 5 "
+        f"{fmt(match.get('recognised_entropy'))})"
     )
     checks.headline.update(
         entropy=last.get("recognised_entropy"), entropy_exp5=match.get("recognised_entropy")

@@ -172,8 +172,8 @@ def fake(tmp_path_factory):
             "status": "expected_error",
             "iterations": 0,
             "epochs_done": 0,
-            "error": "RuntimeError: "
-            "element 0 of tensors does not require grad and does not have a grad_fn",
+            "error": "RuntimeError: element 0 of tensors does not require grad and does not have a "
+            "grad_fn",
         },
         "loss_collapse": {
             "status": "ok",

@@ -26,8 +26,8 @@ from pipeline_repo import EXPERIMENTS, ROOT, dvc, edit_params, make_repo, run
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 README_ERROR = (
-    "error: params.yaml: experiments.final_training.buffer.restart_prob = 1.5: "
-    "must be a number in [0.0, 1.0]"
+    "error: params.yaml: experiments.final_training.buffer.restart_prob = 1.5: must be a number in "
+    "[0.0, 1.0]"
 )
 
 
@@ -58,8 +58,8 @@ BAD = [
         lambda p: exp(p).setdefault("sampler", {}).update(stepz=60),
         [
             "unknown key experiments.final_training.sampler.stepz",
-            "allowed here: steps, step_size, noise_std, grad_clamp, no_grad_bug, "
-            "precision, compile",
+            "allowed here: steps, step_size, noise_std, grad_clamp, no_grad_bug, precision, "
+            "compile",
         ],
     ),
     (
@@ -286,8 +286,7 @@ BAD = [
         lambda p: p["train"]["buffer"].update(capacity=10**12, initial_fill=1),
         [
             "train.buffer.capacity = 1000000000000: 1000000000000 images of 28x28 float32 take 2.8 "
-            "PiB, "
-            "more than this machine's",
+            "PiB, more than this machine's",
             "GiB of memory",
         ],
     ),
@@ -349,8 +348,8 @@ def test_unknown_experiment_name_on_the_command_line():
     params = load_params(ROOT / "params.yaml", sections=["train", "experiments"])
     with pytest.raises(
         ParamsError,
-        match="unknown experiment 'sixth_try': must be one of initial_attempt, "
-        "loss_collapse, blob_collapse, mode_collapse, final_training",
+        match="unknown experiment 'sixth_try': must be one of initial_attempt, loss_collapse, "
+        "blob_collapse, mode_collapse, final_training",
     ):
         experiment_config(params, "sixth_try")
 

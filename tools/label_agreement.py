@@ -30,13 +30,12 @@ def main():
             grid = row.grid.replace("plots/samples/", "").replace("plots/generate/", "generate/")
             print(
                 f"| {row.run} | {grid} | {row.person_read:.2f} | {row.read:.2f} | "
-                f"{row.person_noise:.2f} | "
-                f"{row.noise:.2f} | {row.person_blob:.2f} | {row.blob:.2f} |"
+                f"{row.person_noise:.2f} | {row.noise:.2f} | {row.person_blob:.2f} | "
+                f"{row.blob:.2f} |"
             )
         print(
             f"\nper tile: read vs not read {per_tile['read_agreement']:.3f}; class "
-            f"{per_tile['class_agreement']:.3f} "
-            f"of {per_tile['both_read']} tiles both read"
+            f"{per_tile['class_agreement']:.3f} of {per_tile['both_read']} tiles both read"
         )
 
 

@@ -95,8 +95,8 @@ def load_checkpoint(path, device, remedy):
         if refused:  # the loader stopped at it: nothing of the file was built or run
             raise DataError(
                 f"{path}: holds {refused.group(1)}, not only tensors, numbers, strings, lists and "
-                f"dicts (an older checkpoint format, or not a checkpoint of this project); "
-                f"not loaded; {remedy}"
+                f"dicts (an older checkpoint format, or not a checkpoint of this project); not "
+                f"loaded; {remedy}"
             ) from None
         reason = str(err).split("WeightsUnpickler error:")[-1].split("Check the documentation")[0]
         raise DataError(

@@ -58,8 +58,8 @@ def check_digits(arrays, where):
             raise DataError(f"{where}: the {split} split is empty; {RERUN}")
         if y.min() < 0 or y.max() > 9:
             raise DataError(
-                f"{where}: y_{split} has labels outside 0..9 "
-                f"(min {y.min()}, max {y.max()}); {RERUN}"
+                f"{where}: y_{split} has labels outside 0..9 (min {y.min()}, max {y.max()}); "
+                f"{RERUN}"
             )
 
 
@@ -110,9 +110,9 @@ def load_digits(path="data/mnist.npz", record="metrics/data.json"):
         actual = content_hash(arrays)
         if actual != expected:
             raise DataError(
-                f"{path}: contents do not match the hash recorded in {record} "
-                f"({actual[:12]}… != {str(expected)[:12]}…); the file was changed or "
-                f"replaced after the data stage ran; {RERUN}"
+                f"{path}: contents do not match the hash recorded in {record} ({actual[:12]}… != "
+                f"{str(expected)[:12]}…); the file was changed or replaced after the data stage "
+                f"ran; {RERUN}"
             )
     return {
         "x_train": arrays["x_train"],

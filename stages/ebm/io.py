@@ -37,8 +37,8 @@ def atomic_path(path):
                 os.remove(tmp)
         if isinstance(err, OSError):
             raise DataError(
-                f"{path}: not written ({err.strerror or err}); "
-                f"the file is left as it was before this write"
+                f"{path}: not written ({err.strerror or err}); the file is left as it was before "
+                f"this write"
             ) from None
         raise
 

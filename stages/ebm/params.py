@@ -93,8 +93,8 @@ class Field:
             set(value) != set(SCALES) or scale is None
         ):  # None: `scale` itself, which cannot vary by scale
             raise ParamsError(
-                f"params.yaml: {path} = {value!r}: must be {self.describe()}, "
-                f"or a mapping of each scale ({', '.join(SCALES)}) to one"
+                f"params.yaml: {path} = {value!r}: must be {self.describe()}, or a mapping of each "
+                f"scale ({', '.join(SCALES)}) to one"
             )
         return value[scale], f"{path}.{scale}"
 
@@ -145,8 +145,8 @@ class Field:
             if self.images and v * IMAGE_BYTES > physical_memory():
                 raise ParamsError(
                     f"params.yaml: {path} = {value!r}: {v} images of 28x28 float32 take "
-                    f"{size(v * IMAGE_BYTES)}, more than this machine's "
-                    f"{size(physical_memory())} of memory"
+                    f"{size(v * IMAGE_BYTES)}, more than this machine's {size(physical_memory())} "
+                    f"of memory"
                 )
         return float(value) if self.kind is float else value
 
@@ -332,8 +332,8 @@ def _snapshots(cfg, at):
     beyond = [s for s in cfg["snapshots"] if s > cfg["steps"]]
     if beyond:
         return (
-            f"{at}snapshots = {cfg['snapshots']}: step {beyond[0]} is beyond "
-            f"{at}steps = {cfg['steps']}"
+            f"{at}snapshots = {cfg['snapshots']}: step {beyond[0]} is beyond {at}steps = "
+            f"{cfg['steps']}"
         )
 
 
@@ -341,8 +341,8 @@ def _show_chains(cfg, at):
     for name, chains in cfg["chains"].items():
         if cfg["show_chains"] > chains:
             return (
-                f"{at}show_chains = {cfg['show_chains']}: must be at most "
-                f"{at}chains.{name} = {chains}"
+                f"{at}show_chains = {cfg['show_chains']}: must be at most {at}chains.{name} = "
+                f"{chains}"
             )
 
 
@@ -351,8 +351,7 @@ def _cuda_graph(cfg, at):
     if s["cuda_graph"] is not False and (s["compile"] or s["precision"] != "fp32"):
         return (
             f"{at}sampler.cuda_graph = {str(s['cuda_graph']).lower()}: the graph runs the plain "
-            f"fp32 "
-            f"gradient, so {at}sampler.compile must be false and {at}sampler.precision fp32 "
+            f"fp32 gradient, so {at}sampler.compile must be false and {at}sampler.precision fp32 "
             f"(or set cuda_graph: false)"
         )
 
@@ -361,8 +360,8 @@ def _fashion_path(cfg, at):
     path = cfg["ood"]["fashion_mnist"]["path"]
     if path is not None and not Path(path).is_file():
         return (
-            f"{at}ood.fashion_mnist.path = {path!r}: no such file "
-            f"(a Fashion-MNIST t10k-images-idx3-ubyte[.gz])"
+            f"{at}ood.fashion_mnist.path = {path!r}: no such file (a Fashion-MNIST "
+            f"t10k-images-idx3-ubyte[.gz])"
         )
 
 
@@ -469,8 +468,8 @@ def _validate_sections(raw, scale, sections):
     models = set(params["generate"]["chains"]) - set(trained) if "generate" in params else ()
     if models:
         raise ParamsError(
-            f"params.yaml: generate.chains.{sorted(models)[0]}: no such trained model "
-            f"(experiments and long_run: {', '.join(trained)})"
+            f"params.yaml: generate.chains.{sorted(models)[0]}: no such trained model (experiments "
+            f"and long_run: {', '.join(trained)})"
         )
     unknown = (
         [m for m in params["abilities"]["models"] if m not in trained]
@@ -480,8 +479,7 @@ def _validate_sections(raw, scale, sections):
     if unknown:
         raise ParamsError(
             f"params.yaml: abilities.models = {params['abilities']['models']!r}: {unknown[0]!r} is "
-            f"no "
-            f"trained model (experiments and long_run: {', '.join(trained)})"
+            f"no trained model (experiments and long_run: {', '.join(trained)})"
         )
     return params
 
