@@ -449,7 +449,7 @@ def tree(where):
             lambda p: exp(p).setdefault("buffer", {}).update(restart_prob=1.5),
             ["final_training"],
             README_ERROR,
-        ),
+        )
     ],
     ids=["bad value"],
 )
