@@ -46,11 +46,8 @@ from ebm.runtime import place  # noqa: E402
 from ebm.sampler import Chain, fast_input_grad, langevin  # noqa: E402
 
 STEP, NOISE, CLAMP = 10.0, 0.005, 0.03
-M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = (
-    -1,
-    -2,
-    -3,
-)  # glibc's mallopt() parameters (malloc.h)
+# glibc's mallopt() parameters (malloc.h)
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = (-1, -2, -3)
 KEEP_FREED = {M_TRIM_THRESHOLD: 256 << 20, M_TOP_PAD: 16 << 20, M_MMAP_THRESHOLD: 32 << 20}
 LIBC = platform.libc_ver()[0] or "unknown libc"
 
@@ -81,9 +78,8 @@ def reference_loop(model, x, steps):
         p.requires_grad = False
     x = x.clone()
     x.requires_grad = True
-    noise = torch.empty(
-        x.shape, device=x.device
-    )  # the tutorial fills it with randn; normal_ redraws it anyway
+    # the tutorial fills it with randn; normal_ redraws it anyway
+    noise = torch.empty(x.shape, device=x.device)
     for _ in range(steps):
         noise.normal_(0, NOISE)
         x.data.add_(noise.data)
@@ -216,9 +212,8 @@ def project_seed_journey(model, device, repeats):
     per_iteration = {
         kind: time_training_iteration(model, device, *kind, repeats) for kind in set(kinds.values())
     }
-    per_epoch = {
-        name: SEED_TRAIN_DIGITS // kinds[name][0] for name in trained
-    }  # train.py drops a partial batch
+    # train.py drops a partial batch
+    per_epoch = {name: SEED_TRAIN_DIGITS // kinds[name][0] for name in trained}
 
     def chain_rate(batch, steps=20):  # image-steps per second of one batch's chain
         x = torch.rand(batch, 1, 28, 28, device=device) * 2 - 1

@@ -206,9 +206,8 @@ def build(
             arrays = fetch_bundled(params_data["test_fraction"], params_data["split_seed"])
             source = "bundled"
 
-    digest = save_digits(
-        out_path, **arrays
-    )  # the npz first: a stale record then fails its hash check
+    # the npz first: a stale record then fails its hash check
+    digest = save_digits(out_path, **arrays)
     record = {
         "source": source,
         "requested_source": requested,

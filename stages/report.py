@@ -886,9 +886,8 @@ def generation_section(doc, run, model):
         doc.para(f"not run: metrics/generate/{model}.json is missing.")
         return
     folder = Path("plots/generate") / model
-    verdict = (
-        read_json(folder / "verdict.json") or gen.get("verdict") or {}
-    )  # the full one: rules, summary
+    # the full one: rules, summary
+    verdict = read_json(folder / "verdict.json") or gen.get("verdict") or {}
     doc.para(f"Verdict: {verdict.get('summary') or verdict.get('verdict', 'missing')}")
     weights = (
         "; the moving average of its weights" if gen.get("weights") == "moving average" else ""
@@ -920,12 +919,13 @@ def generation_section(doc, run, model):
         [f"{int(s):,}", *[snaps[s].get(k) for k in SNAPSHOT_FIGURES]]
         for s in sorted(snaps, key=int)
     ]
+    # the test digits' own figures; none for a share of the chains
     real_keys = {
         "ink": "test_ink",
         "saturated": "test_saturated",
         "white": "test_white",
         "below_real_energy": None,
-    }  # the test digits' own figures; none for a share of the chains
+    }
     rows.append(
         [
             f"real ({fmt(real.get('n'))} digits)",

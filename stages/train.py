@@ -96,9 +96,8 @@ class Experiment:
         self.sampler_grad = fast_input_grad(
             self.net, cfg["sampler"]["precision"], cfg["sampler"]["compile"]
         )
-        self.run_chain = chain_runner(
-            cfg["sampler"]["cuda_graph"], device
-        )  # langevin, or it as a CUDA graph
+        # langevin, or it as a CUDA graph
+        self.run_chain = chain_runner(cfg["sampler"]["cuda_graph"], device)
         opt = cfg["optim"]
         self.optimizer = torch.optim.Adam(
             self.net.parameters(), lr=opt["lr"], betas=(opt["beta1"], opt["beta2"])
@@ -129,15 +128,11 @@ class Experiment:
             0.0,
             0.0,
         )
-        self.ema_decay, self.average = (
-            cfg.get("ema_decay", 0.0),
-            None,
-        )  # long_run: the weights it samples with
+        # long_run: the weights it samples with
+        self.ema_decay, self.average = (cfg.get("ema_decay", 0.0), None)
         self.tracked = []  # one row per epoch: the judge's figures of that epoch's latest negatives
-        self.generated, self.generated_grids = (
-            [],
-            {},
-        )  # per sample epoch: the generated samples' figures, grid
+        # per sample epoch: the generated samples' figures, grid
+        self.generated, self.generated_grids = ([], {})
 
     # ---- checkpoint: rank 0 holds everything; other ranks add their buffer and RNG ----
     def checkpoint(self):
@@ -225,9 +220,8 @@ class Experiment:
         from_pool = round(cfg["pool"]["share"] * len(x_pos)) if self.pool else 0
         started = time.perf_counter()
         x_neg = x_pos[:0]
-        if from_pool < len(
-            x_pos
-        ):  # (long_run with share 1: the pool alone; the buffer stays as it was)
+        # (long_run with share 1: the pool alone; the buffer stays as it was)
+        if from_pool < len(x_pos):
             x_neg = self.run_chain(
                 self.net,
                 self.buffer.sample(len(x_pos) - from_pool),
@@ -263,9 +257,8 @@ class Experiment:
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg["optim"]["grad_clip"])
         if self.ema_decay and self.average is None:
-            self.average = average_weights(
-                None, self.net, self.ema_decay
-            )  # from the weights it continues
+            # from the weights it continues
+            self.average = average_weights(None, self.net, self.ema_decay)
         self.optimizer.step()
         if self.ema_decay:
             self.average = average_weights(self.average, self.net, self.ema_decay)
@@ -474,14 +467,12 @@ def train(name, params):
         "metrics": Path("metrics/train") / f"{name}.json",
     }
     for folder in (paths["samples"], paths["checkpoints"]):
-        folder.mkdir(
-            parents=True, exist_ok=True
-        )  # DVC wants every declared output, even after an error
+        # DVC wants every declared output, even after an error
+        folder.mkdir(parents=True, exist_ok=True)
 
     exp = Experiment(name, cfg, device, content_hash(digits), rank, world)
-    if (
-        rank == 0
-    ):  # before resume: building the judge draws from the global RNG, which resume then restores
+    # before resume: building the judge draws from the global RNG, which resume then restores
+    if rank == 0:
         judge = load_judge(device=device)
         ref = reference(judge, digits, TRACKED, seed=0)
     if not exp.resume(paths["checkpoints"]) and cfg.get("continues"):
@@ -522,9 +513,8 @@ def train(name, params):
                 raise
             status, error = "expected_error", f"{type(err).__name__}: {err}"
             print(f"train: {name} raised its expected error: {error}", file=sys.stderr)
-    if (
-        exp.epoch == 0 and rank == 0
-    ):  # this run saved no epoch: a checkpoint still there is another config's
+    # this run saved no epoch: a checkpoint still there is another config's
+    if exp.epoch == 0 and rank == 0:
         for stale in sorted(paths["checkpoints"].glob("checkpoint*.pt")):
             stale.unlink()  # (evaluate would score it as this run's model)
             print(f"train: removed {stale}, made with other params", file=sys.stderr)

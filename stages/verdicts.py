@@ -47,12 +47,9 @@ LONG_RUN = "long_run"  # the training step after exp 5 (not in the original jour
 GENERATE = "generation"  # the rule (and claim) for a generated model
 JOURNEY_SCALE = "seed"  # params.yaml `scale: seed` is the original journey's scale; below it, a
 # failure mode that does not show says "not reproduced at this scale"
-FAILURE_MODES = {
-    "loss_collapse",
-    "blob_collapse",
-    "mode_collapse",
-}  # may need the full scale to appear;
-# the bug (exp 1), the fixes (exp 5, long_run) and the generation must hold anywhere
+# may need the full scale to appear; the bug (exp 1), the fixes (exp 5, long_run) and the generation
+# must hold anywhere
+FAILURE_MODES = {"loss_collapse", "blob_collapse", "mode_collapse"}
 EXPECTED_ERROR = "element 0 of tensors does not require grad"
 
 # Thresholds, each from a claim's words and the controls (ebm.controls.EXPECTED):

@@ -15,9 +15,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPERIMENTS = list(
-    yaml.safe_load((ROOT / "params.yaml").read_text())["experiments"]
-)  # the journey's order
+# the journey's order
+EXPERIMENTS = list(yaml.safe_load((ROOT / "params.yaml").read_text())["experiments"])
 ENV = {
     **os.environ,
     "DVC_NO_ANALYTICS": "1",

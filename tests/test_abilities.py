@@ -67,9 +67,8 @@ def test_baselines_fill_only_the_hole():
 
 def test_psnr_median_and_accuracy():
     x = -torch.ones((2, 1, 28, 28))
-    assert restore.psnr(x + 0.2, x) == pytest.approx(
-        20.0
-    )  # MSE 0.04, peak-to-peak 2: 10 log10(100)
+    # MSE 0.04, peak-to-peak 2: 10 log10(100)
+    assert restore.psnr(x + 0.2, x) == pytest.approx(20.0)
     salted = x.clone()
     salted[:, :, 10, 10] = 1.0
     assert torch.equal(restore.median3(salted), x)

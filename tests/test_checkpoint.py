@@ -131,18 +131,15 @@ def test_a_run_whose_checkpoint_is_unreadable_trains_nothing(experiments, tmp_pa
 
 
 def test_a_checkpoint_round_trips_through_weights_only_and_resumes_exactly(params, tmp_path):
-    cfg = experiment_config(
-        params, "long_run"
-    )  # the fullest checkpoint: a pool and a moving average
+    # the fullest checkpoint: a pool and a moving average
+    cfg = experiment_config(params, "long_run")
     exp = train.Experiment("long_run", cfg, CPU, "hash")
     exp.average = average_weights(None, exp.net, cfg["ema_decay"] or 0.9)
     exp.epoch, exp.grids = 2, {2: torch.zeros(4, 1, 28, 28, dtype=torch.uint8)}
-    exp.history = [
-        {"step": 1, "epoch": 1, "loss": np.float64(-0.25), "lr": 1e-4}
-    ]  # NumPy floats, as
-    exp.tracked = [
-        {"step": 1, "coverage": np.float32(0.5), "modes_covered": np.int64(7)}
-    ]  # figures may be
+    # NumPy floats, as
+    exp.history = [{"step": 1, "epoch": 1, "loss": np.float64(-0.25), "lr": 1e-4}]
+    # figures may be
+    exp.tracked = [{"step": 1, "coverage": np.float32(0.5), "modes_covered": np.int64(7)}]
     np.random.randn(3)  # leaves a cached Gaussian in NumPy's state
     save_checkpoint(tmp_path / "checkpoint.pt", exp.checkpoint())
     expected = (random.random(), np.random.randn(5), torch.rand(5))
@@ -154,9 +151,8 @@ def test_a_checkpoint_round_trips_through_weights_only_and_resumes_exactly(param
         and type(ckpt["tracked"][0]["modes_covered"]) is int
     )
 
-    again = train.Experiment(
-        "long_run", cfg, CPU, "hash"
-    )  # reseeds: the draws below come from the resume
+    # reseeds: the draws below come from the resume
+    again = train.Experiment("long_run", cfg, CPU, "hash")
     assert again.resume(tmp_path)
     assert (random.random(), *[x.tolist() for x in (np.random.randn(5), torch.rand(5))]) == (
         expected[0],

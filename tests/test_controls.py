@@ -102,9 +102,8 @@ def test_a_white_page_is_no_blob_and_a_block_off_the_frame_is_one():
     half[..., :, :14] = 1.0  # a block that runs off the frame (docs/labelling.md)
     assert kinds(white).tolist() == [""] and kinds(half).tolist() == ["blob"]
     yy, xx = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
-    edge = torch.where((yy - 14) ** 2 + xx**2 < 64, 1.0, -1.0)[
-        None, None
-    ]  # half a disc, cut by the frame
+    # half a disc, cut by the frame
+    edge = torch.where((yy - 14) ** 2 + xx**2 < 64, 1.0, -1.0)[None, None]
     assert kinds(edge).tolist() == ["blob"]
 
 

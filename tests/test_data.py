@@ -274,10 +274,8 @@ def saved_digits(tmp_path, seed=1):
 
 def test_save_and_load_round_trip(tmp_path):
     arrays, out, record_path = saved_digits(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "data.json",
-        "mnist.npz",
-    ]  # no .npz.npz, no temp
+    # no .npz.npz, no temp
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.json", "mnist.npz"]
     digits = load_digits(out, record_path)
     for key in arrays:
         np.testing.assert_array_equal(digits[key], arrays[key])

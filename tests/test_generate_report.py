@@ -263,21 +263,10 @@ def fake(tmp_path_factory):
         }
     )
     (root / "plots/generated").mkdir(parents=True)
-    generated.to_csv(
-        root / f"plots/generated/{MODEL}.csv", index=False
-    )  # long_run: none ("not run")
-    narrow = [
-        0.02,
-        0.05,
-        0.03,
-        0.02,
-        0.02,
-        0.01,
-        0.05,
-        0.6,
-        0.15,
-        0.05,
-    ]  # exp 4 at step 20: mostly 7s
+    # long_run: none ("not run")
+    generated.to_csv(root / f"plots/generated/{MODEL}.csv", index=False)
+    # exp 4 at step 20: mostly 7s
+    narrow = [0.02, 0.05, 0.03, 0.02, 0.02, 0.01, 0.05, 0.6, 0.15, 0.05]
     generated.assign(
         recognised_entropy=[0.9, 0.5],
         top2_share=[0.3, 0.75],
@@ -438,9 +427,8 @@ def test_real_energy_and_the_chains_below_it():
     def mean_pixel(x):  # a stand-in energy: brighter images have higher energy
         return x.flatten(1).mean(1)
 
-    digits = {
-        "x_test": np.arange(20, dtype=np.uint8).repeat(784).reshape(20, 28, 28)
-    }  # energies rise with the index
+    # energies rise with the index
+    digits = {"x_test": np.arange(20, dtype=np.uint8).repeat(784).reshape(20, 28, 28)}
     real = real_energy(mean_pixel, digits, "cpu")
     assert real["energy_q05"] < real["energy_mean"] < real["energy_q95"]
     dark, bright = torch.full((3, 1, 28, 28), -1.0), torch.full((1, 1, 28, 28), 1.0)
@@ -568,9 +556,8 @@ def test_verdict_rules():
     )
     assert "recognisable" not in drifting["failed"]  # still legible digits, just fewer kinds
     fading = verdict({"0": noise, "1000": snap(), "20000": snap(recog=0.6)}, real)
-    assert fading["failed"] == [
-        "recognisable_kept"
-    ]  # read by the judge, but less than at step 1,000
+    # read by the judge, but less than at step 1,000
+    assert fading["failed"] == ["recognisable_kept"]
     # Whiter strokes than MNIST's are not in the claim: reported beside the verdict, never in it.
     oversaturated = verdict({"0": noise, "1000": snap(white=0.07), "20000": snap(white=0.08)}, real)
     assert oversaturated["failed"] == [] and oversaturated["beyond_the_claim"][
@@ -644,9 +631,8 @@ def reported(generated):
 def test_report_is_self_contained(reported):
     root, page, parser = reported
     assert parser.srcs and all(s.startswith("data:image/png;base64,") for s in parser.srcs)
-    assert parser.hrefs and all(
-        h.startswith("#") and h[1:] in parser.ids for h in parser.hrefs
-    )  # in-page only
+    # in-page only
+    assert parser.hrefs and all(h.startswith("#") and h[1:] in parser.ids for h in parser.hrefs)
     assert not re.search(r"""(src|href)=["'](?!data:|#)""", page)
 
 
@@ -684,9 +670,8 @@ def test_report_agreement_words(reported):
         assert rows[step][-1].startswith(word), (step, rows[step][-1])
     assert "fails on loss" in rows["blob_collapse"][-1]
     assert "plots/generated/long_run.csv is missing" in rows["long_run"][-1]
-    assert (
-        "top-2 classes (7 (60%), 8 (15%)) 0.75" in rows["mode_collapse"][2]
-    )  # the generated samples at step 20
+    # the generated samples at step 20
+    assert "top-2 classes (7 (60%), 8 (15%)) 0.75" in rows["mode_collapse"][2]
     assert "exp 5's top-2 at iteration 20 (" in rows["mode_collapse"][2]
     assert "read classes' entropy 0.5 (exp 5 0.95)" in rows["mode_collapse"][2]
     assert "generated noise 0.95" in rows["loss_collapse"][2]
@@ -719,9 +704,8 @@ def test_report_disagrees_at_the_journeys_scale(reported, monkeypatch):
     assert report.agreement(run_, "loss_collapse").word == "agrees"
     run_.trains["initial_attempt"] = {"status": "ok"}
     run_.scale = "cpu"
-    assert (
-        report.agreement(run_, "initial_attempt").word == "disagrees"
-    )  # a bug is the same at any scale
+    # a bug is the same at any scale
+    assert report.agreement(run_, "initial_attempt").word == "disagrees"
     generated = root / "plots/generated/mode_collapse.csv"
     young = pd.read_csv(generated)
     try:  # exp 4 at step 10, no narrower than exp 5 was at the same iteration: not a collapse

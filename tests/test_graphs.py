@@ -180,9 +180,8 @@ def test_the_graph_draws_the_eager_chains_samples_from_the_same_seed(batch, chai
             seed,
             (eager - graphed).abs().max().item(),
         )
-        assert torch.equal(
-            after_eager, after_graph
-        )  # as many numbers drawn: what follows is the same too
+        # as many numbers drawn: what follows is the same too
+        assert torch.equal(after_eager, after_graph)
     assert len(run.graphs) == 1 and not graphed.requires_grad
 
 

@@ -259,17 +259,15 @@ def test_improved_cd_repel_is_the_log_distance_to_the_nearest_reference():
     x = torch.zeros(3, 1, 28, 28)
     reference = torch.stack([torch.full((1, 28, 28), v) for v in (0.5, 0.1, -0.9)])
     _, repel = improved_cd_terms(energy, x, Chain(1, 10.0, 0.0, 0.03), reference)
-    assert repel.item() == pytest.approx(
-        math.log(0.1 * 28), rel=1e-4
-    )  # |0.1 over 784 pixels| = 2.8
+    # |0.1 over 784 pixels| = 2.8
+    assert repel.item() == pytest.approx(math.log(0.1 * 28), rel=1e-4)
 
 
 def test_buffer_draw_returns_stored_images_without_restarts():
     buffer = ReplayBuffer(capacity=8, restart_prob=1.0, initial_fill=0)
     buffer.push(torch.full((3, 1, 28, 28), 0.25))
-    assert torch.equal(
-        buffer.draw(5), torch.full((5, 1, 28, 28), 0.25)
-    )  # sample() would restart all
+    # sample() would restart all
+    assert torch.equal(buffer.draw(5), torch.full((5, 1, 28, 28), 0.25))
 
 
 def test_generated_samples_leave_training_s_random_numbers_alone(tmp_path):
@@ -307,9 +305,8 @@ def test_generated_samples_leave_training_s_random_numbers_alone(tmp_path):
     first, second = exp.generated
     assert first == second and set(train.GENERATED_FIGURES) <= set(first)
     assert exp.generated_grids[0].shape == (8, 1, 28, 28)
-    save_checkpoint(
-        tmp_path / "checkpoint.pt", exp.checkpoint()
-    )  # the rows and grids resume with it
+    # the rows and grids resume with it
+    save_checkpoint(tmp_path / "checkpoint.pt", exp.checkpoint())
     again = load_checkpoint(tmp_path / "checkpoint.pt", torch.device("cpu"), "rebuild it")
     assert again["generated"] == exp.generated and torch.equal(
         again["generated_grids"][0], exp.generated_grids[0]

@@ -422,9 +422,8 @@ def test_per_scale_values_and_experiment_overrides_resolve(
     params = load_params(write(tmp_path, change))
     final = experiment_config(params, "final_training")
     assert (final["epochs"], final["batch_size"]) == (epochs, batch_size)
-    assert (
-        final["sampler"]["noise_std"] == 0.02 and final["sampler"]["steps"] == 33
-    )  # override + shared value
+    # override + shared value
+    assert final["sampler"]["noise_std"] == 0.02 and final["sampler"]["steps"] == 33
     assert experiment_config(params, "mode_collapse")["sampler"]["noise_std"] == 0.005
     assert params["evaluate"]["num_samples"] == num_samples
     assert isinstance(final["optim"]["lr"], float)
@@ -529,9 +528,8 @@ def test_a_plain_value_applies_at_both_scales(tmp_path, scale, change, read, val
 
 
 def test_a_per_scale_entry_applies_at_its_scale_only(tmp_path):
-    path = write(
-        tmp_path, lambda p: exp(p)["epochs"].update(cpu=20)
-    )  # -S experiments.final_training.epochs.cpu=20
+    # -S experiments.final_training.epochs.cpu=20
+    path = write(tmp_path, lambda p: exp(p)["epochs"].update(cpu=20))
     assert experiment_config(load_params(path, scale="cpu"), "final_training")["epochs"] == 20
     assert experiment_config(load_params(path, scale="seed"), "final_training")["epochs"] == 100
 

@@ -95,10 +95,8 @@ def test_plots_show_overlays_the_experiments(repo):
         assert quantity in shown, f"no plot {quantity}: {sorted(shown)[:20]}"
         # exp 1 stops before its first step
         assert overlaid_files(shown, quantity) == {f"{name}.csv" for name in EXPERIMENTS[1:]}
-    for quantity in [
-        "negatives_class_entropy",
-        "negatives_coverage",
-    ]:  # the judge's view, per epoch
+    # the judge's view, per epoch
+    for quantity in ["negatives_class_entropy", "negatives_coverage"]:
         assert overlaid_files(shown, quantity) == {f"{name}.csv" for name in EXPERIMENTS[1:]}
     images = [key for key in shown if key.endswith(".png")]
     assert any("hq_samples_k20.png" in key for key in images)
@@ -116,9 +114,8 @@ def test_abilities_show_in_metrics_plots_and_report(repo):
         }
     assert set(figures["denoise"]["sigma_0.3"]["psnr"]) == {"noisy", "ebm", "median"}
     assert 0 <= figures["ood"]["uniform_noise"]["auroc"]["energy"] <= 1
-    assert figures["ood"]["fashion_mnist"]["skipped"].startswith(
-        "no local copy"
-    )  # download off at cpu
+    # download off at cpu
+    assert figures["ood"]["fashion_mnist"]["skipped"].startswith("no local copy")
     shown = json.loads(dvc("plots", "show", "--json", cwd=repo).stdout)["data"]
     pictures = {key.rsplit("/", 1)[-1] for key in shown if "plots/abilities/final_training" in key}
     assert pictures == {

@@ -66,10 +66,8 @@ def held_out(digits, judge):
 
 def test_lenet_shapes_and_judge_accuracy(digits, judge):
     x = torch.zeros(3, 1, 28, 28)
-    assert LeNet5()(x).shape == (3, 11) and LeNet5().features(x).shape == (
-        3,
-        84,
-    )  # ten digits, "not a digit"
+    # ten digits, "not a digit"
+    assert LeNet5()(x).shape == (3, 11) and LeNet5().features(x).shape == (3, 84)
     assert accuracy(judge, to_unit_range(digits["x_test"]), digits["y_test"]) > 0.85
 
 
@@ -101,9 +99,8 @@ def test_embed_shapes_and_probabilities(judge):
     assert features.shape == (7, 84) and features.dtype == np.float64 and probs.shape == (7, 10)
     with torch.no_grad():
         not_a_digit = torch.softmax(judge(x).double(), 1)[:, 10].numpy()
-    assert np.allclose(
-        probs.sum(1) + not_a_digit, 1
-    )  # the ten digits share what "not a digit" leaves
+    # the ten digits share what "not a digit" leaves
+    assert np.allclose(probs.sum(1) + not_a_digit, 1)
 
 
 def test_frechet_distance_known_values():
@@ -258,11 +255,12 @@ evaluate: {seed: 1, num_samples: 64, fresh_steps: 3, batch_size: 40}
 @pytest.fixture
 def workdir(tmp_path, monkeypatch, digits):
     monkeypatch.chdir(tmp_path)
+    # evaluate checks its argument against them
     journey = {
         k: v
         for k, v in yaml.safe_load((ROOT / "params.yaml").read_text()).items()
         if k in ("train", "experiments")
-    }  # evaluate checks its argument against them
+    }
     (tmp_path / "params.yaml").write_text(PARAMS + yaml.safe_dump(journey))
     small = {
         "x_train": digits["x_train"][:1000],
@@ -271,9 +269,8 @@ def workdir(tmp_path, monkeypatch, digits):
         "y_test": digits["y_test"][:300],
     }
     save_digits(tmp_path / "data" / "mnist.npz", **small)  # a quick stage: 1,000 train / 300 test
-    shutil.copytree(
-        ROOT / "labels", tmp_path / "labels"
-    )  # the judge also trains on labelled samples
+    # the judge also trains on labelled samples
+    shutil.copytree(ROOT / "labels", tmp_path / "labels")
     return tmp_path
 
 
@@ -286,9 +283,8 @@ def test_judge_stage_writes_its_checkpoint_and_metrics(workdir):
         and metrics["real"]["fld"] < metrics["real"]["fld_ceiling"]
     )
     assert 0.8 < metrics["real"]["density"] < 1.2 and metrics["real"]["n"] == 300
-    controls = metrics[
-        "controls"
-    ]  # every figure on sets whose answer is known, each marked met or not
+    # every figure on sets whose answer is known, each marked met or not
+    controls = metrics["controls"]
     assert set(controls) == set(EXPECTED) and all(
         isinstance(row["meets"], bool) for row in controls.values()
     )
@@ -318,9 +314,8 @@ def test_evaluate_without_a_checkpoint_writes_no_model(workdir):
 
 def test_evaluate_scores_a_checkpoint_and_repeats(workdir, judge):
     save_judge(workdir / "checkpoints" / "judge" / "judge.pt", judge)
-    buffer = ReplayBuffer(
-        capacity=100, restart_prob=0.05, initial_fill=50
-    )  # 50 < 64: drawn with replacement
+    # 50 < 64: drawn with replacement
+    buffer = ReplayBuffer(capacity=100, restart_prob=0.05, initial_fill=50)
     config = {
         "model": {"width": 8},
         "sampler": {

@@ -97,9 +97,8 @@ def test_langevin_with_a_compiled_gradient_matches_and_the_bug_still_raises():
             grad_fn=compiled,
         )
         assert torch.allclose(plain, fast, atol=1e-6) and not fast.requires_grad
-    with pytest.raises(
-        RuntimeError, match="does not require grad"
-    ):  # experiment 1 ignores the fast path
+    # experiment 1 ignores the fast path
+    with pytest.raises(RuntimeError, match="does not require grad"):
         langevin(model, x0, Chain(2, 10, 0.005, 0.03), no_grad_bug=True, grad_fn=compiled)
 
 

@@ -157,9 +157,8 @@ def test_sigkill_then_dvc_repro_resumes_to_the_same_numbers(repo, reference, tmp
     interrupted = read_json(repo / "metrics/train/final_training.json")
     assert (interrupted["status"], interrupted["epochs_done"]) == ("running", epoch)
 
-    resumed = dvc(
-        "repro", "train@final_training", cwd=repo
-    )  # no stale lock: dvc itself exited normally
+    # no stale lock: dvc itself exited normally
+    resumed = dvc("repro", "train@final_training", cwd=repo)
     assert (
         f"train: resuming final_training from checkpoints/final_training/checkpoint.pt at epoch "
         f"{epoch}" in resumed.stderr
@@ -188,9 +187,8 @@ def test_same_params_and_seed_give_the_same_numbers(repo, reference):
         train_a["metrics"]["status"] == "ok"
         and train_a["metrics"]["iterations"] == FINAL_EPOCHS * 8
     )
-    assert (
-        len(train_a["curve"].splitlines()) == 1 + FINAL_EPOCHS * 8
-    )  # log_every 1: one row per iteration
+    # log_every 1: one row per iteration
+    assert len(train_a["curve"].splitlines()) == 1 + FINAL_EPOCHS * 8
     assert train_a == train_b
     assert eval_a["metrics"]["status"] == "ok" and eval_a["metrics"]["fresh"]["fld"] is not None
     assert eval_a == eval_b
@@ -294,9 +292,8 @@ def change_one_pixel(path):
     "args", [["stages/train.py", "final_training"], ["stages/judge.py"]], ids=["train", "judge"]
 )
 def test_stage_refuses_digits_that_do_not_match_their_record(repo, args):
-    change_one_pixel(
-        repo / "data/mnist.npz"
-    )  # still valid digits, but not the ones the data stage wrote
+    # still valid digits, but not the ones the data stage wrote
+    change_one_pixel(repo / "data/mnist.npz")
     before = tree(repo)
     done = python(*args, cwd=repo, check=False)
     assert done.returncode == 1, done.stderr
@@ -354,9 +351,8 @@ def running(process, script):
 
 
 def test_a_killed_stage_s_outputs_come_back_with_git_checkout(repo, tmp_path):
-    edit_params(
-        repo, lambda p: p["evaluate"].update(fresh_steps=6)
-    )  # valid: every evaluate stage reruns
+    # valid: every evaluate stage reruns
+    edit_params(repo, lambda p: p["evaluate"].update(fresh_steps=6))
     before = outputs(repo)
     with open(tmp_path / "killed.log", "w") as out:
         proc = subprocess.Popen(
@@ -383,9 +379,8 @@ def test_a_killed_stage_s_outputs_come_back_with_git_checkout(repo, tmp_path):
             if proc.poll() is None:
                 proc.kill()
     lost = set(before) - set(outputs(repo))
-    assert lost and all(name.split("/")[1] == "eval" for name in lost), (
-        lost
-    )  # DVC deleted them before the run
+    # DVC deleted them before the run
+    assert lost and all(name.split("/")[1] == "eval" for name in lost), lost
     run(["git", "checkout", "--", "metrics", "plots", "report"], repo)
     assert outputs(repo) == before
 
@@ -455,9 +450,8 @@ def test_queued_sweep_runs_in_parallel_workers(repo, tmp_path):
             "abilities@final_training",
             "report",
         }, log
-        assert (
-            "made with other params, data or world size; starting afresh" in log
-        )  # the committed checkpoint
+        # the committed checkpoint
+        assert "made with other params, data or world size; starting afresh" in log
 
     shown = json.loads(dvc("exp", "show", "--json", cwd=where).stdout)
     baseline = next(rev for rev in shown if rev["rev"] != "workspace")
@@ -541,9 +535,8 @@ def test_long_run_checkpoint_keeps_its_average_and_resumes_it(built):
         built / "checkpoints/long_run/checkpoint.pt", map_location="cpu", weights_only=True
     )
     assert ckpt["config"]["ema_decay"] > 0 and ckpt["ema"].keys() == ckpt["model"].keys()
-    assert any(
-        not torch.equal(ckpt["ema"][k], ckpt["model"][k]) for k in ckpt["model"]
-    )  # it lags the weights
+    # it lags the weights
+    assert any(not torch.equal(ckpt["ema"][k], ckpt["model"][k]) for k in ckpt["model"])
     exp = train.Experiment("long_run", ckpt["config"], torch.device("cpu"), ckpt["data_hash"])
     assert exp.resume(built / "checkpoints/long_run")
     assert all(torch.equal(exp.average[k], ckpt["ema"][k]) for k in ckpt["ema"])

@@ -29,12 +29,10 @@ class ReplayBuffer:
         self.images[:initial_fill] = uniform_noise(initial_fill, shape, device)
         self.size = initial_fill  # how many slots hold images
         self.head = initial_fill % capacity  # the next slot to overwrite
-        self.draws = torch.zeros(
-            capacity, dtype=torch.long, device=device
-        )  # per slot: times continued
-        self.steps = torch.zeros(
-            capacity, dtype=torch.long, device=device
-        )  # per slot: steps since noise
+        # per slot: times continued
+        self.draws = torch.zeros(capacity, dtype=torch.long, device=device)
+        # per slot: steps since noise
+        self.steps = torch.zeros(capacity, dtype=torch.long, device=device)
         self.drawn = None  # (draws, steps) of the chains `sample` handed out last
 
     @property
@@ -125,9 +123,8 @@ class ChainPool:
     def __init__(self, n, restart_prob, lifetime=0, shape=(1, 28, 28), device="cpu"):
         self.images = uniform_noise(n, shape, device)
         self.restart_prob, self.lifetime = restart_prob, lifetime
-        self.ages = torch.zeros(
-            n, dtype=torch.long, device=device
-        )  # Langevin steps since each (re)start
+        # Langevin steps since each (re)start
+        self.ages = torch.zeros(n, dtype=torch.long, device=device)
         # the age at which each chain restarts next: chain i first at (i + 1) / n of a lifetime
         self.restart_age = (
             (torch.arange(1, n + 1, device=device) * lifetime) // n if lifetime else None

@@ -61,9 +61,8 @@ class GraphedChain:
         self.x = torch.zeros_like(like)  # the chain's static state: copied in, replayed, cloned out
         self.noise = torch.empty_like(like)
         self.graph = torch.cuda.CUDAGraph()
-        rng = torch.cuda.get_rng_state(
-            device
-        )  # the warm-up's draws must not shift the chain's noise
+        # the warm-up's draws must not shift the chain's noise
+        rng = torch.cuda.get_rng_state(device)
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
@@ -98,8 +97,6 @@ class GraphedLangevin:
             return langevin(energy, x, chain, no_grad_bug=True)
         key = (id(energy), tuple(x.shape), x.dtype, x.device, chain)
         if key not in self.graphs:
-            self.graphs[key] = (
-                energy,
-                self.build(energy, x, chain),
-            )  # energy kept: its id stays its own
+            # energy kept: its id stays its own
+            self.graphs[key] = (energy, self.build(energy, x, chain))
         return self.graphs[key][1](x)

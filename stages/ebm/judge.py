@@ -20,10 +20,8 @@ from ebm.non_digits import non_digits
 
 
 NOT_A_DIGIT = 10  # the eleventh class
-THICKEN, BINARISE = (
-    1 / 3,
-    1 / 3,
-)  # share of training digits given thicker strokes, and pixels at +-1
+# share of training digits given thicker strokes, and pixels at +-1
+THICKEN, BINARISE = (1 / 3, 1 / 3)
 
 
 class LeNet5(nn.Module):

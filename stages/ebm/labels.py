@@ -21,13 +21,8 @@ from ebm.images import PAD
 NOT_DIGIT_KINDS = ("noise", "blob", "speck", "other")
 KINDS = ("digit",) + NOT_DIGIT_KINDS + ("unclear",)
 PARTS = ("calibration", "held_out", "committed")  # one folder each under labels/
-SHORT = {
-    "n": "noise",
-    "b": "blob",
-    "s": "speck",
-    "o": "other",
-    "u": "unclear",
-}  # how a labeller types them
+# how a labeller types them
+SHORT = {"n": "noise", "b": "blob", "s": "speck", "o": "other", "u": "unclear"}
 # The agreement the figures must reach on a held-out part (issue #32; docs/labelling.md).
 GRID_SHARE_TOLERANCE = 0.1  # per grid, each share within this of the person's
 TILE_AGREEMENT = 0.85  # per tile: read vs not read, and the class of tiles both read

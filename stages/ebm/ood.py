@@ -98,9 +98,8 @@ def read_idx_images(path):
     n, rows, cols = (int.from_bytes(raw[i : i + 4], "big") for i in (4, 8, 12))
     if len(raw) != 16 + n * rows * cols:
         raise ValueError(f"{path}: {len(raw) - 16} bytes of pixels, {n} x {rows} x {cols} expected")
-    return (
-        np.frombuffer(raw, np.uint8, offset=16).reshape(n, rows, cols).copy()
-    )  # writable, for torch
+    # writable, for torch
+    return np.frombuffer(raw, np.uint8, offset=16).reshape(n, rows, cols).copy()
 
 
 def fashion_mnist(cfg, root="data/fashion_mnist"):

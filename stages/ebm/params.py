@@ -89,9 +89,8 @@ class Field:
         """A mapping of every scale to a value: this scale's value and key path; else as it is."""
         if not isinstance(value, dict) or (self.kind == "counts" and set(value) != set(SCALES)):
             return value, path
-        if (
-            set(value) != set(SCALES) or scale is None
-        ):  # None: `scale` itself, which cannot vary by scale
+        # None: `scale` itself, which cannot vary by scale
+        if set(value) != set(SCALES) or scale is None:
             raise ParamsError(
                 f"params.yaml: {path} = {value!r}: must be {self.describe()}, or a mapping of each "
                 f"scale ({', '.join(SCALES)}) to one"
@@ -299,11 +298,8 @@ POOL = {
     "noise_std": non_negative(),
     "grad_clamp": positive(),
 }
-LONG_RUN = {
-    "continues": Field(str),
-    "pool": POOL,
-    "ema_decay": Field(float, lo=0.0, hi=0.9999),
-}  # 0: evaluation and generation use the last weights
+# 0: evaluation and generation use the last weights
+LONG_RUN = {"continues": Field(str), "pool": POOL, "ema_decay": Field(float, lo=0.0, hi=0.9999)}
 
 SCHEMA = {
     "scale": Field(str, choices=SCALES),

@@ -326,9 +326,8 @@ def rounded(figures, digits=4):
 
     def one(v):
         if isinstance(v, float):
-            return (
-                None if v != v else round(v, digits) + 0.0
-            )  # NaN (no figure) -> null; + 0.0: no -0.0
+            # NaN (no figure) -> null; + 0.0: no -0.0
+            return None if v != v else round(v, digits) + 0.0
         if isinstance(v, list):
             return [one(x) for x in v]
         return v

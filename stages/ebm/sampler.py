@@ -64,9 +64,8 @@ def langevin(energy, x, chain, *, no_grad_bug=False, threads=None, grad_fn=None,
         grad_fn = lambda part: input_grad(energy, part, grad_enabled)  # noqa: E731
     parts = _parts(x, threads)
     noise = torch.empty_like(x)
-    grad = (
-        torch.empty_like(x) if parts > 1 else None
-    )  # one thread: grad_fn's own tensor is used as is
+    # one thread: grad_fn's own tensor is used as is
+    grad = torch.empty_like(x) if parts > 1 else None
     # Each thread writes its slice's gradient into `grad`; the chain itself changes only
     # between steps (a slice is a view of x, and autograd would see a neighbour's write).
     bounds = [(i * len(x) // parts, (i + 1) * len(x) // parts) for i in range(parts)]
@@ -87,9 +86,8 @@ def langevin(energy, x, chain, *, no_grad_bug=False, threads=None, grad_fn=None,
             if pool is None:
                 grad = grad_fn(x)
             else:
-                list(
-                    pool.map(slice_grad, bounds)
-                )  # list(): wait for every slice, re-raise its error
+                # list(): wait for every slice, re-raise its error
+                list(pool.map(slice_grad, bounds))
             x.sub_(grad.clamp_(-grad_clamp, grad_clamp), alpha=step_size).clamp_(-1.0, 1.0)
             if fixed is not None:
                 x.copy_(torch.where(fixed, known, x))
