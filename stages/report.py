@@ -22,8 +22,8 @@ plots/samples/*/, plots/eval/* and plots/generate/<model>/*. A stage that has no
 generated models are the keys of `generate.chains`.
 
 "Agrees with the original journey?" is computed from the figures by the rules in
-stages/verdicts.py, which also holds the original journey's (EBM-MNIST-Journey's) words quoted
-per step: its claims, not results. This file only renders.
+ebm/verdicts.py (ebm/generation.py for the generation); ebm/claims.py holds the original
+journey's (EBM-MNIST-Journey's) words quoted per step: its claims, not results.
 """
 
 import base64
@@ -48,21 +48,20 @@ from ebm.judge import load_judge  # noqa: E402
 from ebm.labels import load_labelled, reading_of_grid  # noqa: E402
 from ebm.params import ParamsError, load_params, resolve_scale  # noqa: E402
 from ebm.stage import run_stage  # noqa: E402
-from verdicts import (
+from ebm.claims import CLAIMS, RULES  # noqa: E402
+from ebm.verdicts import (  # noqa: E402
     AGREES,
-    CLAIMS,
     DISAGREES,
     GENERATE,
     JOURNEY_SCALE,
     LONG_RUN,
-    NOT_AT_SCALE,  # noqa: E402
+    NOT_AT_SCALE,
     NOT_RUN,
-    RULES,
     agreement,
     classes_named,
     headline,
 )
-from verdicts import fmt as verdicts_fmt  # noqa: E402
+from ebm.verdicts import fmt as verdicts_fmt  # noqa: E402
 
 OUT = Path("report")
 JUDGE = "checkpoints/judge/judge.pt"
@@ -650,7 +649,7 @@ def summary_section(doc, run):
     )
     doc.para(
         'A rule whose inputs are missing gives "not run" with the missing file. The rules and the '
-        "claims they quote are in stages/verdicts.py."
+        "claims they quote are in stages/ebm/verdicts.py, generation.py and claims.py."
     )
 
 

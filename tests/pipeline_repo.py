@@ -6,6 +6,7 @@ share one run of it with 128 digits and three epochs of final_training (small_pa
 built_repo). Either is applied to the copy's params.yaml only.
 """
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -17,6 +18,18 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 # the journey's order
 EXPERIMENTS = list(yaml.safe_load((ROOT / "params.yaml").read_text())["experiments"])
+
+
+def stage_script(name):
+    """stages/<name>.py imported as the module `name`: the stage scripts are scripts, not a
+    package (the package is ebm), so tests load them by path."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "stages" / f"{name}.py")
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
 ENV = {
     **os.environ,
     "DVC_NO_ANALYTICS": "1",

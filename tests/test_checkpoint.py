@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-import train
 from ebm.checkpoint import load_checkpoint, plain, save_checkpoint
 from ebm.judge import LeNet5, load_judge, save_judge
 from ebm.model import EnergyNet, average_weights, load_trained
 from ebm.params import experiment_config, load_params
 from ebm.stage import run_stage
+from pipeline_repo import stage_script
+
+train = stage_script("train")
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")

@@ -29,6 +29,7 @@ from ebm.images import save_grid
 from ebm.judge import LeNet5, save_judge
 from ebm.model import EnergyNet
 from ebm.params import load_params
+from pipeline_repo import stage_script
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "final_training"
@@ -422,7 +423,8 @@ def test_generate_outputs_follow_params(generated):
 
 
 def test_real_energy_and_the_chains_below_it():
-    from generate import below_real_energy, real_energy
+    generate = stage_script("generate")
+    below_real_energy, real_energy = generate.below_real_energy, generate.real_energy
 
     def mean_pixel(x):  # a stand-in energy: brighter images have higher energy
         return x.flatten(1).mean(1)
@@ -449,7 +451,7 @@ def one_thread():
 
 
 def test_generate_is_seeded(generated, tmp_path, monkeypatch, one_thread):
-    import generate
+    generate = stage_script("generate")
 
     again = tmp_path / "again"
     shutil.copytree(generated, again, ignore=shutil.ignore_patterns("report", "plots"))
@@ -464,7 +466,7 @@ def test_generate_is_seeded(generated, tmp_path, monkeypatch, one_thread):
 
 
 def test_generate_errors_are_clear(generated, tmp_path, monkeypatch, capsys):
-    import generate
+    generate = stage_script("generate")
     from ebm.stage import run_stage
 
     bad = tmp_path / "bad"
@@ -523,7 +525,7 @@ def snap(
 
 
 def test_verdict_rules():
-    from generate import verdict
+    from ebm.generation import verdict
 
     real = {"recognisable": 0.97, "test_ink": 0.13, "test_saturated": 0.83, "test_white": 0.024}
     noise = snap(
@@ -694,7 +696,7 @@ def test_report_agreement_words(reported):
 
 
 def test_report_disagrees_at_the_journeys_scale(reported, monkeypatch):
-    import report
+    report = stage_script("report")
 
     root, _, _ = reported
     monkeypatch.chdir(root)

@@ -18,7 +18,7 @@ from ebm.graphs import GraphedLangevin, chain_runner, langevin_steps, use_graph
 from ebm.model import EnergyNet
 from ebm.params import ParamsError, experiment_config, load_params
 from ebm.sampler import Chain, langevin
-from pipeline_repo import ROOT
+from pipeline_repo import ROOT, stage_script
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 CHAIN = Chain(6, 10.0, 0.005, 0.03)
@@ -83,7 +83,7 @@ def test_the_cpu_runs_the_eager_chain_itself(value):
 def test_the_training_stage_keeps_the_eager_chain_on_the_cpu(tmp_path):
     """With auto, as with false, a CPU run's Experiment holds `langevin` itself: no CPU draw or op
     changes."""
-    from train import Experiment  # stages/ is on the path (pytest.ini)
+    Experiment = stage_script("train").Experiment
 
     cfg = experiment_config(params_with(tmp_path, cuda_graph="auto"), "final_training")
     assert Experiment("final_training", cfg, CPU, "hash").run_chain is langevin

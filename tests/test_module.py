@@ -10,6 +10,7 @@ from ebm.images import tile
 from ebm.model import EnergyNet, average_weights, count_parameters, load_trained
 from ebm.objective import contrastive_loss, improved_cd_terms
 from ebm.sampler import Chain, langevin
+from pipeline_repo import stage_script
 
 
 class QuadraticEnergy(torch.nn.Module):
@@ -278,7 +279,7 @@ def test_generated_samples_leave_training_s_random_numbers_alone(tmp_path):
 
     import numpy as np
 
-    import train
+    train = stage_script("train")
     from ebm.checkpoint import load_checkpoint, save_checkpoint
     from ebm.judge import LeNet5
     from ebm.params import experiment_config, load_params

@@ -31,7 +31,7 @@ import psutil
 import pytest
 import torch
 
-from pipeline_repo import ENV, FINAL_EPOCHS, copy_of, dvc, edit_params, run
+from pipeline_repo import ENV, FINAL_EPOCHS, copy_of, dvc, edit_params, run, stage_script
 
 TRAIN_TIMINGS = {"wall_time_s", "langevin_img_steps_per_s"}
 EVAL_TIMINGS = {"wall_time_s", "fresh_sampling_s"}
@@ -529,7 +529,7 @@ def test_torchrun_two_processes_train_and_resume(repo):
 
 
 def test_long_run_checkpoint_keeps_its_average_and_resumes_it(built):
-    import train
+    train = stage_script("train")
 
     ckpt = torch.load(
         built / "checkpoints/long_run/checkpoint.pt", map_location="cpu", weights_only=True

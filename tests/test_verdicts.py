@@ -1,10 +1,10 @@
-"""The agreement rules (stages/verdicts.py) on hand-made outputs: each claim, no more, no less."""
+"""The agreement rules (ebm.verdicts) on hand-made outputs: each claim, no more, no less."""
 
 import pandas as pd
 import pytest
 
-import verdicts
-from verdicts import AGREES, DISAGREES, NOT_AT_SCALE, NOT_RUN, agreement, headline
+from ebm import claims, verdicts
+from ebm.verdicts import AGREES, DISAGREES, NOT_AT_SCALE, NOT_RUN, agreement, headline
 
 REAL = {"recognisable": 0.97, "recognised_entropy": 0.99, "recognised_classes": 10}
 
@@ -192,5 +192,5 @@ def test_headline_numbers_the_steps_and_keeps_numbers_short():
     ],
 )
 def test_every_step_has_a_claim_and_a_rule(name):
-    title, claim = verdicts.CLAIMS[name]
-    assert title and claim and len(verdicts.RULES[name]) == 3
+    title, claim = claims.CLAIMS[name]
+    assert title and claim and len(claims.RULES[name]) == 3

@@ -6,14 +6,12 @@ letter of ebm.labels.SHORT (n noise, b blob, s speck, o other, u unclear).
 Usage: python tools/build_labels.py   (from the repository root)
 """
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
-from ebm.labels import SHORT, cut_grid  # noqa: E402
+from ebm.labels import SHORT, cut_grid
 
 
 def parse(path):

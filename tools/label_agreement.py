@@ -8,11 +8,9 @@ figures'), then the per-tile agreement; docs/experiments.md quotes them.
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
-from ebm.judge import load_judge  # noqa: E402
-from ebm.labels import agreement, figures_of, load_labelled  # noqa: E402
+from ebm.judge import load_judge
+from ebm.labels import agreement, figures_of, load_labelled
 
 
 def main():

@@ -15,10 +15,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
-from ebm.data import load_digits, to_unit_range  # noqa: E402
-from ebm.labels import load_labelled  # noqa: E402
-from ebm.model import load_trained  # noqa: E402
+from ebm.data import load_digits, to_unit_range
+from ebm.labels import load_labelled
+from ebm.model import load_trained
 
 KINDS = ("digit", "unclear", "noise", "blob", "speck", "other")
 

@@ -3,13 +3,10 @@ by eye (docs/labelling.md). Usage: python tools/label_sheet.py GRID.png OUT_PREF
 writes OUT_PREFIX_a.png (tiles 0-31) and OUT_PREFIX_b.png (tiles 32-63)."""
 
 import argparse
-import sys
-from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
-from ebm.labels import cut_grid  # noqa: E402
+from ebm.labels import cut_grid
 
 
 def sheet(tiles, first, zoom, cols=8):
