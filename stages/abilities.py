@@ -38,7 +38,7 @@ from ebm.data import load_digits, to_unit_range  # noqa: E402
 from ebm.images import save_grid, to_uint8  # noqa: E402
 from ebm.io import atomic_path, write_json  # noqa: E402
 from ebm.judge import load_judge  # noqa: E402
-from ebm.model import load_trained  # noqa: E402
+from ebm.model import energies, load_finished  # noqa: E402
 from ebm.params import ParamsError, load_params  # noqa: E402
 from ebm.quality import embed  # noqa: E402
 from ebm.runtime import pick_device, seed_everything  # noqa: E402
@@ -51,18 +51,6 @@ BASELINES = ("background", "mean", "nearest")
 
 def r4(value):
     return round(float(value), 4) + 0.0
-
-
-def load_model(name, device):
-    path = Path("checkpoints") / name / "checkpoint.pt"
-    if not path.is_file():
-        raise SystemExit(f"error: abilities: {path} is missing; run `dvc repro` for {name} first")
-    return load_trained(path, device)
-
-
-def energies(model, x, device, batch=1000):
-    with torch.no_grad():
-        return torch.cat([model(part.to(device)).float().cpu() for part in x.split(batch)]).numpy()
 
 
 def judged(judge, images):
@@ -145,8 +133,8 @@ def ood_sets(digits, cfg, generator):
 def detection(model, judge, digits, cfg, generator, device, out):
     sets, notes = ood_sets(digits, cfg, generator)
     energy = {
-        "digits": energies(model, digits, device),
-        **{k: energies(model, v, device) for k, v in sets.items()},
+        "digits": energies(model, digits).numpy(),
+        **{k: energies(model, v).numpy() for k, v in sets.items()},
     }
     msp = {
         "digits": judged(judge, digits).max(1),
@@ -213,7 +201,7 @@ def main(argv=None):
     started = time.perf_counter()
     seed_everything(cfg["seed"])  # the Langevin noise comes from the global RNG
     generator = torch.Generator().manual_seed(cfg["seed"])
-    ckpt, model = load_model(name, device)
+    ckpt, model = load_finished(name, device)
     judge, digits = load_judge(device=device), load_digits()
     test, labels = to_unit_range(digits["x_test"]), digits["y_test"]
     train = to_unit_range(digits["x_train"])

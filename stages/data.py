@@ -19,15 +19,13 @@ list (for a local copy of MNIST, or to test the offline path).
 
 import http.client
 import os
-import socket
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
 
 from ebm.data import DataError, check_digits, save_digits
-from ebm.io import write_json
+from ebm.io import TooLate, within_deadline, write_json
 from ebm.params import ParamsError, load_params
 
 OUT = "data/mnist.npz"
@@ -88,29 +86,15 @@ def fetch_torchvision(root, timeout_s, mirrors=None, resources=None, deadline_s=
         leftover.unlink()
 
     deadline_s = deadline_s or DEADLINE_FACTOR * timeout_s
-    result = {}
 
     def download():
-        try:
-            result["splits"] = [
-                mnist(root=str(root), train=train, download=True) for train in (True, False)
-            ]
-        except BaseException as err:  # handed to the main thread
-            result["error"] = err
+        return [mnist(root=str(root), train=train, download=True) for train in (True, False)]
 
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout_s)  # torchvision's urlopen calls take no timeout
     try:
-        worker = threading.Thread(target=download, name="mnist-download", daemon=True)
-        worker.start()
-        worker.join(deadline_s)
-    finally:
-        socket.setdefaulttimeout(previous)
-    if worker.is_alive():  # abandoned; a daemon thread dies with the process
-        raise DownloadFailed(raw, f"no complete download within {deadline_s:g} s")
-
-    err = result.get("error")
-    if err is not None:
+        train, test = within_deadline(download, timeout_s, deadline_s)
+    except TooLate as late:
+        raise DownloadFailed(raw, str(late)) from None
+    except BaseException as err:
         # torchvision reports a checksum failure as RuntimeError("File not found or corrupted."),
         # tries the next mirror, then wraps everything in RuntimeError("Error downloading ...").
         # Stale files were removed above, so a complete file failing its MD5 came from a mirror now.
@@ -123,9 +107,10 @@ def fetch_torchvision(root, timeout_s, mirrors=None, resources=None, deadline_s=
             ) from None
         if _is_network_error(err):
             raise DownloadFailed(raw, _one_line(err)) from None
+        if not isinstance(err, Exception):
+            raise  # KeyboardInterrupt, SystemExit: not a download problem
         raise DataError(f"{raw}: torchvision could not read MNIST ({_one_line(err)})") from None
 
-    train, test = result["splits"]
     arrays = {
         "x_train": train.data.numpy(),
         "y_train": train.targets.numpy(),

@@ -34,7 +34,8 @@ from ebm.data import load_digits, to_unit_range
 from ebm.images import save_grid, to_uint8
 from ebm.io import atomic_path, write_csv, write_json
 from ebm.judge import load_judge
-from ebm.model import load_trained
+from ebm.errors import NoTrainedModel
+from ebm.model import energies, load_finished
 from ebm.params import experiment_names, load_params
 from ebm.quality import FIGURES, real_line, reference, rounded, score
 from ebm.runtime import pick_device, seed_everything
@@ -68,10 +69,11 @@ def buffer_samples(buffer_state, n, seed):
 
 
 def load_model(name, device):
-    path = Path("checkpoints") / name / "checkpoint.pt"
-    if not path.is_file():
+    """The model when its training finished, else None: the metrics then say "no_model"."""
+    try:
+        return load_finished(name, device)
+    except NoTrainedModel:
         return None
-    return load_trained(path, device)
 
 
 def scored(judge, samples, ref):
@@ -147,7 +149,7 @@ def evaluate(name, params):
         )
         with torch.no_grad():
             energy = {
-                kind: round(model(x.to(device)).mean().item(), 4)
+                kind: round(energies(model, x).mean().item(), 4)
                 for kind, x in (
                     ("fresh", fresh),
                     ("buffer", picked),

@@ -25,7 +25,6 @@ chains drift (oversaturate, collapse to few classes, dissolve into noise) learnt
 that only works for its short training chains. The verdict says which, from the numbers.
 """
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -42,7 +41,7 @@ from ebm.generation import verdict
 from ebm.images import save_grid, to_uint8
 from ebm.io import atomic_path, write_csv, write_json
 from ebm.judge import load_judge
-from ebm.model import load_trained
+from ebm.model import energies, load_finished
 from ebm.params import ParamsError, load_params
 from ebm.quality import real_line, reference, rounded, score
 from ebm.runtime import pick_device, seed_everything
@@ -69,10 +68,6 @@ BINARISED_FIGURES = (
 )
 
 
-def fail(message):
-    raise SystemExit(f"error: generate: {message}")
-
-
 def chains_for(cfg, name):
     """How many chains to run for this model: `generate.chains` names every model generation
     runs."""
@@ -88,26 +83,6 @@ def snapshot_steps(cfg):
     """The sorted snapshot steps; the last step is always one. (load_params has already checked
     that every snapshot is within `steps` and that `show_chains` fits every model's chains.)"""
     return sorted(set(cfg["snapshots"]) | {cfg["steps"]})
-
-
-def load_model(name, device):
-    """The model's checkpoint and EnergyNet; fail clearly unless its training ended ok."""
-    record, checkpoint = (
-        Path("metrics/train") / f"{name}.json",
-        Path("checkpoints") / name / "checkpoint.pt",
-    )
-    if not record.is_file() or not checkpoint.is_file():
-        fail(
-            f"no trained model ({record} or {checkpoint} is missing); run `dvc repro train@{name}` "
-            f"first"
-        )
-    status = json.loads(record.read_text())
-    if status.get("status") != "ok":
-        fail(
-            f"{name} has training status {status.get('status')!r} ({status.get('error')}), not "
-            f"'ok'; generation needs a finished training: rerun `dvc repro train@{name}`"
-        )
-    return load_trained(checkpoint, device)
 
 
 def initial_chains(cfg, n, ckpt, device):
@@ -169,24 +144,16 @@ def run_chains(model, x, cfg, snapshots):
 def real_energy(model, digits, device):
     """The test digits' energy under the model: where chains that stay among the digits should
     sit."""
-    with torch.no_grad():
-        energy = torch.cat(
-            [
-                model(chunk.to(device)).float().cpu()
-                for chunk in to_unit_range(digits["x_test"]).split(1000)
-            ]
-        ).numpy()
+    energy = energies(model, to_unit_range(digits["x_test"])).numpy()
     q05, q95 = np.quantile(energy, [0.05, 0.95])
     return {"energy_mean": float(energy.mean()), "energy_q05": float(q05), "energy_q95": float(q95)}
 
 
 def below_real_energy(model, kept, threshold, device):
     """{step: share of the chains whose energy is below `threshold`} at every snapshot."""
-    with torch.no_grad():
-        return {
-            step: float((model(x.to(device)).float().cpu() < threshold).float().mean())
-            for step, x in kept.items()
-        }
+    return {
+        step: float((energies(model, x) < threshold).float().mean()) for step, x in kept.items()
+    }
 
 
 def binarised_line(judge, digits, ref, seed):
@@ -267,7 +234,7 @@ def main(argv=None):
     chains = chains_for(cfg, name)
     snapshots = snapshot_steps(cfg)
     seed_everything(cfg["seed"])
-    ckpt, model = load_model(name, device)
+    ckpt, model = load_finished(name, device)
     started = time.perf_counter()
     kept, energy, sampling_s = run_chains(
         model, initial_chains(cfg, chains, ckpt, device), cfg, snapshots

@@ -37,7 +37,7 @@ from ebm.io import write_csv, write_json
 from ebm.judge import load_judge
 from ebm.model import EnergyNet, average_weights
 from ebm.objective import contrastive_loss, improved_cd_terms
-from ebm.params import experiment_config, load_params
+from ebm.params import ParamsError, experiment_config, load_params
 from ebm.quality import reference, rounded, score
 from ebm.runtime import pick_device, place, rng_state, seed_everything, set_rng_state
 from ebm.sampler import Chain, fast_input_grad, langevin
@@ -451,8 +451,9 @@ def train(name, params):
     cfg = experiment_config(params, name)
     rank, world, device = distributed.init(params["device"], pick_device)
     if cfg["batch_size"] % world:
-        raise SystemExit(
-            f"error: batch_size {cfg['batch_size']} does not split over {world} processes"
+        raise ParamsError(
+            f"params.yaml: experiments.{name}.batch_size = {cfg['batch_size']} does not split "
+            f"over {world} processes; pick a multiple of {world}"
         )
     digits = load_digits()
     images = to_unit_range(digits["x_train"])

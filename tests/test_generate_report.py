@@ -25,6 +25,7 @@ import yaml
 
 from ebm.buffer import ReplayBuffer
 from ebm.data import save_digits
+from ebm.errors import NoTrainedModel
 from ebm.images import save_grid
 from ebm.judge import LeNet5, save_judge
 from ebm.model import EnergyNet
@@ -496,10 +497,10 @@ def test_generate_errors_are_clear(generated, tmp_path, monkeypatch, capsys):
         Path(f"metrics/train/{MODEL}.json"),
         {"status": "diverged", "error": "epoch 3: |energy| 1e4"},
     )
-    with pytest.raises(SystemExit, match="training status 'diverged'"):
+    with pytest.raises(NoTrainedModel, match="training status 'diverged'"):
         generate.main([MODEL])
     Path(f"metrics/train/{MODEL}.json").unlink()
-    with pytest.raises(SystemExit, match="no trained model"):
+    with pytest.raises(NoTrainedModel, match="no trained model"):
         generate.main([MODEL])
 
 

@@ -13,16 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ebm.errors import DataError  # noqa: F401  (re-exported: stages import it from here)
 from ebm.io import atomic_path
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 IMAGE_SHAPE = (28, 28)
 RERUN = "rerun `dvc repro data`"
-
-
-class DataError(RuntimeError):
-    """A file a stage needs (the digits, a download feeding them, a checkpoint) is missing, corrupt
-    or inconsistent, or an output could not be written: one line and exit status 1 (ebm.stage)."""
 
 
 def content_hash(arrays):

@@ -8,7 +8,9 @@ a read-only folder) leaves the old file as it was and stops the stage in one lin
 import contextlib
 import json
 import os
+import socket
 import tempfile
+import threading
 from pathlib import Path
 
 _UMASK = os.umask(0)
@@ -67,3 +69,35 @@ def save_torch(path, obj):
 
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         torch.save(obj, handle)
+
+
+class TooLate(Exception):
+    """`within_deadline`'s work did not finish in time."""
+
+
+def within_deadline(work, socket_timeout_s, deadline_s):
+    """work() (a download) in a daemon thread, each socket it opens timing out after
+    socket_timeout_s (torchvision's urlopen calls take no timeout of their own), awaited for
+    deadline_s at most: its value, or the exception it raised, or TooLate. A late thread is
+    abandoned: a daemon thread dies with the process."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = work()
+        except BaseException as err:  # handed to the caller's thread
+            outcome["error"] = err
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(socket_timeout_s)
+    try:
+        worker = threading.Thread(target=run, name="download", daemon=True)
+        worker.start()
+        worker.join(deadline_s)
+    finally:
+        socket.setdefaulttimeout(previous)
+    if worker.is_alive():
+        raise TooLate(f"no complete download within {deadline_s:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

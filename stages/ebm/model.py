@@ -6,12 +6,14 @@ outputs a score (high on data); here it outputs the energy E = -score, the sign 
 original journey's loss uses.
 """
 
+import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ebm.checkpoint import load_checkpoint, retrain
+from ebm.errors import NoTrainedModel
 from ebm.runtime import place
 
 
@@ -66,3 +68,30 @@ def load_trained(path, device):
     model = place(EnergyNet(ckpt["config"]["model"]["width"]), device)
     model.load_state_dict(ckpt.get("ema") or ckpt["model"])
     return ckpt, model.eval().requires_grad_(False)
+
+
+def load_finished(name, device, checkpoints="checkpoints", records="metrics/train"):
+    """(checkpoint, EnergyNet) of experiment `name`, as load_trained gives them, if its training
+    finished: NoTrainedModel, naming the command that trains it, when its checkpoint or record is
+    missing or its status is not ok (a diverged or failed run's weights are not a model)."""
+    record, checkpoint = Path(records) / f"{name}.json", Path(checkpoints) / name / "checkpoint.pt"
+    if not record.is_file() or not checkpoint.is_file():
+        raise NoTrainedModel(
+            f"no trained model ({record} or {checkpoint} is missing); "
+            f"run `dvc repro train@{name}` first"
+        )
+    status = json.loads(record.read_text())
+    if status.get("status") != "ok":
+        raise NoTrainedModel(
+            f"{name} has training status {status.get('status')!r} ({status.get('error')}), not "
+            f"'ok'; rerun `dvc repro train@{name}`"
+        )
+    return load_trained(checkpoint, device)
+
+
+@torch.no_grad()
+def energies(model, x, batch=1000):
+    """The energies of images x (N, 1, 28, 28), `batch` at a time on the model's device: a float32
+    tensor (N,) on the CPU."""
+    device = next(model.parameters()).device
+    return torch.cat([model(part.to(device)).float().cpu() for part in x.split(batch)])

@@ -20,13 +20,13 @@ both against a hand-computed case.
 """
 
 import gzip
-import socket
-import threading
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn import functional as F
+
+from ebm.io import TooLate, within_deadline
 
 TPR = 0.95  # FPR is read where this share of the digits is accepted
 
@@ -120,23 +120,15 @@ def fashion_mnist(cfg, root="data/fashion_mnist"):
         (FashionMNIST,),
         {"resources": [r for r in FashionMNIST.resources if r[0].startswith("t10k")]},
     )
-    result = {}
 
     def download():
-        try:
-            result["data"] = test_only(root=root, train=False, download=True).data.numpy()
-        except Exception as err:  # noqa: BLE001  handed to the caller as the reason it is skipped
-            result["error"] = err
+        return test_only(root=root, train=False, download=True).data.numpy()
 
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(cfg["download_timeout_s"])
     try:
-        worker = threading.Thread(target=download, daemon=True)
-        worker.start()
-        worker.join(10 * cfg["download_timeout_s"])
-    finally:
-        socket.setdefaulttimeout(previous)
-    if "data" in result:
-        return result["data"], f"torchvision ({root})"
-    why = " ".join(str(result.get("error", "no answer in time")).split())[:200]
+        timeout_s = cfg["download_timeout_s"]
+        return within_deadline(download, timeout_s, 10 * timeout_s), f"torchvision ({root})"
+    except TooLate:
+        why = "no answer in time"
+    except Exception as err:  # noqa: BLE001  handed to the caller as the reason it is skipped
+        why = " ".join(str(err).split())[:200]
     return None, f"torchvision could not download it ({why})"

@@ -27,12 +27,10 @@ from pathlib import Path
 
 import yaml
 
+from ebm.errors import ParamsError  # noqa: F401  (re-exported)
+
 SCALES = ("cpu", "seed")
 IMAGE_BYTES = 28 * 28 * 4  # one float32 digit: the unit of every size check below
-
-
-class ParamsError(ValueError):
-    """A wrong, missing or unknown value in params.yaml."""
 
 
 # ---- field specs ---------------------------------------------------------------------

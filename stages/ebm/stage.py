@@ -2,14 +2,12 @@
 
 import sys
 
-from ebm.params import ParamsError
+from ebm.errors import StageError
 
 
 def run_stage(main):
-    from ebm.data import DataError
-
     try:
         main()
-    except (ParamsError, DataError) as err:
+    except StageError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
