@@ -2,7 +2,7 @@
 
 * every stage's deps cover the `ebm` modules its script imports, transitively;
 * every stage but check_params depends on check_params' output;
-* each curve overlays exactly params.yaml's experiments, in their order.
+* each curve overlays exactly params.yaml's experiments, in their order, then long_run.
 """
 
 import re
@@ -74,4 +74,4 @@ def test_curves_overlay_every_experiment():
     folders = [next(iter(curve["y"])).rsplit("/", 1)[0] for curve in curves]
     assert folders == ["plots/train"] * 7 + ["plots/negatives"] * 2 + ["plots/generated"] * 3
     for folder, curve in zip(folders, curves):
-        assert list(curve["y"]) == [f"{folder}/{name}.csv" for name in EXPERIMENTS]
+        assert list(curve["y"]) == [f"{folder}/{name}.csv" for name in [*EXPERIMENTS, "long_run"]]
