@@ -133,8 +133,8 @@ def ood_sets(digits, cfg, generator):
 def detection(model, judge, digits, cfg, generator, device, out):
     sets, notes = ood_sets(digits, cfg, generator)
     energy = {
-        "digits": energies(model, digits).numpy(),
-        **{k: energies(model, v).numpy() for k, v in sets.items()},
+        "digits": energies(model, digits, device).numpy(),
+        **{k: energies(model, v, device).numpy() for k, v in sets.items()},
     }
     msp = {
         "digits": judged(judge, digits).max(1),

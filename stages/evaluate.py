@@ -69,9 +69,10 @@ def buffer_samples(buffer_state, n, seed):
 
 
 def load_model(name, device):
-    """The model when its training finished, else None: the metrics then say "no_model"."""
+    """The model (a diverged run's last kept epoch too), or None without a checkpoint: the
+    metrics then say "no_model"."""
     try:
-        return load_finished(name, device)
+        return load_finished(name, device, finished=False)
     except NoTrainedModel:
         return None
 
@@ -149,7 +150,7 @@ def evaluate(name, params):
         )
         with torch.no_grad():
             energy = {
-                kind: round(energies(model, x).mean().item(), 4)
+                kind: round(energies(model, x, device).mean().item(), 4)
                 for kind, x in (
                     ("fresh", fresh),
                     ("buffer", picked),

@@ -144,7 +144,7 @@ def run_chains(model, x, cfg, snapshots):
 def real_energy(model, digits, device):
     """The test digits' energy under the model: where chains that stay among the digits should
     sit."""
-    energy = energies(model, to_unit_range(digits["x_test"])).numpy()
+    energy = energies(model, to_unit_range(digits["x_test"]), device).numpy()
     q05, q95 = np.quantile(energy, [0.05, 0.95])
     return {"energy_mean": float(energy.mean()), "energy_q05": float(q05), "energy_q95": float(q95)}
 
@@ -152,7 +152,8 @@ def real_energy(model, digits, device):
 def below_real_energy(model, kept, threshold, device):
     """{step: share of the chains whose energy is below `threshold`} at every snapshot."""
     return {
-        step: float((energies(model, x) < threshold).float().mean()) for step, x in kept.items()
+        step: float((energies(model, x, device) < threshold).float().mean())
+        for step, x in kept.items()
     }
 
 

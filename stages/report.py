@@ -30,11 +30,12 @@ only assembles the page: ebm/report/ reads the outputs, draws the figures and wr
 import sys
 
 from ebm.io import write_json, write_text
-from ebm.report.journey import controls_section, experiment_section, journey_cards, summary_section
+from ebm.report.journey import experiment_section, journey_cards, summary_section
 from ebm.report.outputs import Run
 from ebm.report.page import OUT, Doc
 from ebm.report.results import (
     abilities_headline,
+    controls_section,
     abilities_section,
     generation_section,
     provenance_section,

@@ -142,7 +142,9 @@ def test_sample_epochs_beyond_the_run_are_skipped(repo):
 def test_plots_show_overlays_the_experiments(repo):
     shown = json.loads(dvc("plots", "show", "--json", cwd=repo).stdout)["data"]
     for quantity in ["loss", "e_neg", "negatives_class_entropy", "generated_recognisable"]:
-        assert overlaid_files(shown, quantity) == {f"{name}.csv" for name in EXPERIMENTS[1:]}
+        assert overlaid_files(shown, quantity) == {
+            f"{name}.csv" for name in [*EXPERIMENTS[1:], "long_run"]
+        }
     images = [key for key in shown if key.endswith(".png")]
     assert any("plots/generate/final_training/hq_samples_k20.png" in key for key in images)
     assert any("plots/abilities/long_run/energy_hist.png" in key for key in images)

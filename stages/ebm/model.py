@@ -70,17 +70,18 @@ def load_trained(path, device):
     return ckpt, model.eval().requires_grad_(False)
 
 
-def load_finished(name, device, checkpoints="checkpoints", records="metrics/train"):
-    """(checkpoint, EnergyNet) of experiment `name`, as load_trained gives them, if its training
-    finished: NoTrainedModel, naming the command that trains it, when its checkpoint or record is
-    missing or its status is not ok (a diverged or failed run's weights are not a model)."""
+def load_finished(name, device, finished=True, checkpoints="checkpoints", records="metrics/train"):
+    """(checkpoint, EnergyNet) of experiment `name`, as load_trained gives them: NoTrainedModel,
+    naming the command that trains it, when its checkpoint or record is missing or, with
+    `finished`, when its status is not ok. Generation and the abilities need a finished model;
+    the evaluation also scores the last epoch a diverged run kept (finished=False)."""
     record, checkpoint = Path(records) / f"{name}.json", Path(checkpoints) / name / "checkpoint.pt"
-    if not record.is_file() or not checkpoint.is_file():
+    if not checkpoint.is_file() or (finished and not record.is_file()):
         raise NoTrainedModel(
             f"no trained model ({record} or {checkpoint} is missing); "
             f"run `dvc repro train@{name}` first"
         )
-    status = json.loads(record.read_text())
+    status = json.loads(record.read_text()) if finished else {"status": "ok"}
     if status.get("status") != "ok":
         raise NoTrainedModel(
             f"{name} has training status {status.get('status')!r} ({status.get('error')}), not "
@@ -90,8 +91,7 @@ def load_finished(name, device, checkpoints="checkpoints", records="metrics/trai
 
 
 @torch.no_grad()
-def energies(model, x, batch=1000):
-    """The energies of images x (N, 1, 28, 28), `batch` at a time on the model's device: a float32
-    tensor (N,) on the CPU."""
-    device = next(model.parameters()).device
+def energies(model, x, device="cpu", batch=1000):
+    """The energies of images x (N, 1, 28, 28) under `model` (any callable), `batch` at a time
+    on `device`: a float32 tensor (N,) on the CPU."""
     return torch.cat([model(part.to(device)).float().cpu() for part in x.split(batch)])

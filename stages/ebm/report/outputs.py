@@ -130,3 +130,15 @@ class Run:
 
     def final_model(self):
         return self.models[-1] if self.models else None
+
+
+def stage_records(run):
+    """(stage, metrics) for every metrics file there is: data, judge, train, evaluate, generate."""
+    order = {n: i for i, n in enumerate(run.steps() + run.models)}
+    rows = [("data", run.data), ("judge", run.judge)]
+    for folder, stage in (("train", "train"), ("eval", "evaluate"), ("generate", "generate")):
+        for path in sorted(
+            Path("metrics", folder).glob("*.json"), key=lambda p: (order.get(p.stem, 99), p.stem)
+        ):
+            rows.append((f"{stage}@{path.stem}", read_json(path)))
+    return rows

@@ -7,7 +7,7 @@ from ebm.claims import CLAIMS, RULES
 from ebm.params import ParamsError, load_params
 from ebm.report.figures import energy_figure
 from ebm.report.journey import gen_anchor
-from ebm.report.outputs import fmt, read_csv, read_json
+from ebm.report.outputs import fmt, read_csv, read_json, stage_records
 from ebm.verdicts import GENERATE, agreement
 
 SNAPSHOT_FIGURES = [
@@ -23,6 +23,50 @@ SNAPSHOT_FIGURES = [
     "energy_mean",
     "below_real_energy",
 ]
+
+
+CONTROL_COLUMNS = [
+    "recognisable",
+    "typical",
+    "top2_share",
+    "noise_share",
+    "blob_share",
+    "density",
+    "coverage",
+]
+
+
+def controls_section(doc, run):
+    doc.heading(2, "How to read the figures", anchor="how-to-read")
+    doc.para(
+        "Every figure a verdict reads was first run on control sets whose answer a person knows "
+        "(ebm.controls; tests/test_controls.py holds the answers). recognisable: the judge, a "
+        "LeNet-5 with an eleventh class "
+        'for "not a digit", is at least 0.9 sure of one digit, i.e. a person would read it. '
+        "typical: recognisable and inside the k-NN ball of a real digit (Kynkaanniemi et al. "
+        "2019), which real digits themselves pass only about half the time: it measures how "
+        "typical of MNIST's strokes a sample is, and no verdict reads it. top2_share: the two "
+        "commonest classes' share of the recognisable samples (collapse at 0.5). noise_share and "
+        "blob_share: ebm.shapes, from the pixels alone. density and coverage: Naeem et al. 2020, "
+        "in the judge's features."
+    )
+    controls = (run.judge or {}).get("controls")
+    if not controls:
+        doc.para("not run: metrics/judge.json has no controls.")
+        return
+    doc.table(
+        ["control", *CONTROL_COLUMNS, "known answers met"],
+        [
+            [name, *[row.get(k) for k in CONTROL_COLUMNS], row.get("meets")]
+            for name, row in controls.items()
+        ],
+        table_id="controls",
+    )
+    doc.para(
+        f"{fmt((run.judge or {}).get('real', {}).get('n'))} images per control, drawn from the "
+        f"test split or "
+        "from generators of their own, never from what the judge trained on."
+    )
 
 
 def generation_section(doc, run, model):
@@ -303,18 +347,6 @@ def abilities_section(doc):
             doc.image(
                 folder / "energy_hist.png", f"{model}: energy of the test digits against each set"
             )
-
-
-def stage_records(run):
-    """(stage, metrics) for every metrics file there is: data, judge, train, evaluate, generate."""
-    order = {n: i for i, n in enumerate(run.steps() + run.models)}
-    rows = [("data", run.data), ("judge", run.judge)]
-    for folder, stage in (("train", "train"), ("eval", "evaluate"), ("generate", "generate")):
-        for path in sorted(
-            Path("metrics", folder).glob("*.json"), key=lambda p: (order.get(p.stem, 99), p.stem)
-        ):
-            rows.append((f"{stage}@{path.stem}", read_json(path)))
-    return rows
 
 
 def provenance_section(doc, run):
