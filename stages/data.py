@@ -94,7 +94,7 @@ def fetch_torchvision(root, timeout_s, mirrors=None, resources=None, deadline_s=
         train, test = within_deadline(download, timeout_s, deadline_s)
     except TooLate as late:
         raise DownloadFailed(raw, str(late)) from None
-    except BaseException as err:
+    except Exception as err:
         # torchvision reports a checksum failure as RuntimeError("File not found or corrupted."),
         # tries the next mirror, then wraps everything in RuntimeError("Error downloading ...").
         # Stale files were removed above, so a complete file failing its MD5 came from a mirror now.
@@ -107,8 +107,6 @@ def fetch_torchvision(root, timeout_s, mirrors=None, resources=None, deadline_s=
             ) from None
         if _is_network_error(err):
             raise DownloadFailed(raw, _one_line(err)) from None
-        if not isinstance(err, Exception):
-            raise  # KeyboardInterrupt, SystemExit: not a download problem
         raise DataError(f"{raw}: torchvision could not read MNIST ({_one_line(err)})") from None
 
     arrays = {

@@ -452,8 +452,8 @@ def train(name, params):
     rank, world, device = distributed.init(params["device"], pick_device)
     if cfg["batch_size"] % world:
         raise ParamsError(
-            f"params.yaml: experiments.{name}.batch_size = {cfg['batch_size']} does not split "
-            f"over {world} processes; pick a multiple of {world}"
+            f"params.yaml: {name}'s batch_size {cfg['batch_size']} does not split over {world} "
+            f"processes; pick a multiple of {world}"
         )
     digits = load_digits()
     images = to_unit_range(digits["x_train"])

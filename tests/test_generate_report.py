@@ -697,29 +697,26 @@ def test_report_agreement_words(reported):
 
 
 def test_report_disagrees_at_the_journeys_scale(reported, monkeypatch):
-    from types import SimpleNamespace
-
     from ebm.report.outputs import Run
     from ebm.verdicts import agreement
 
-    report = SimpleNamespace(agreement=agreement)
     root, _, _ = reported
     monkeypatch.chdir(root)
     run_ = Run()
     run_.scale = "seed"
-    assert report.agreement(run_, "blob_collapse").word == "disagrees"
-    assert report.agreement(run_, "loss_collapse").word == "agrees"
+    assert agreement(run_, "blob_collapse").word == "disagrees"
+    assert agreement(run_, "loss_collapse").word == "agrees"
     run_.trains["initial_attempt"] = {"status": "ok"}
     run_.scale = "cpu"
     # a bug is the same at any scale
-    assert report.agreement(run_, "initial_attempt").word == "disagrees"
+    assert agreement(run_, "initial_attempt").word == "disagrees"
     generated = root / "plots/generated/mode_collapse.csv"
     young = pd.read_csv(generated)
     try:  # exp 4 at step 10, no narrower than exp 5 was at the same iteration: not a collapse
         young.iloc[:1].to_csv(generated, index=False)
-        assert report.agreement(run_, "mode_collapse").word == "not reproduced at this scale"
+        assert agreement(run_, "mode_collapse").word == "not reproduced at this scale"
         generated.rename(root / "moved.csv")
-        verdict = report.agreement(run_, "mode_collapse")
+        verdict = agreement(run_, "mode_collapse")
     finally:
         young.to_csv(generated, index=False)
         (root / "moved.csv").unlink(missing_ok=True)

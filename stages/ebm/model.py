@@ -81,12 +81,13 @@ def load_finished(name, device, finished=True, checkpoints="checkpoints", record
             f"no trained model ({record} or {checkpoint} is missing); "
             f"run `dvc repro train@{name}` first"
         )
-    status = json.loads(record.read_text()) if finished else {"status": "ok"}
-    if status.get("status") != "ok":
-        raise NoTrainedModel(
-            f"{name} has training status {status.get('status')!r} ({status.get('error')}), not "
-            f"'ok'; rerun `dvc repro train@{name}`"
-        )
+    if finished:
+        status = json.loads(record.read_text())
+        if status.get("status") != "ok":
+            raise NoTrainedModel(
+                f"{name} has training status {status.get('status')!r} ({status.get('error')}), "
+                f"not 'ok'; rerun `dvc repro train@{name}`"
+            )
     return load_trained(checkpoint, device)
 
 
