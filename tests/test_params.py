@@ -211,7 +211,7 @@ BAD = [
     (
         "more chains shown than run",
         lambda p: p["generate"].update(show_chains=257),
-        ["generate.show_chains = 257: must be at most generate.chains.final_training = 16"],
+        ["generate.show_chains = 257: must be at most generate.chains.final_training = 64"],
     ),
     (
         "chains of a model that is no experiment",
