@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -99,12 +100,8 @@ def experiment(name, cuda_graph, params):
     from train import Experiment
 
     cfg = experiment_config(params, name)
-    cfg["sampler"] = {
-        **cfg["sampler"],
-        "cuda_graph": cuda_graph,
-        "compile": False,
-        "precision": "fp32",
-    }
+    sampler = replace(cfg.sampler, cuda_graph=cuda_graph, compile=False, precision="fp32")
+    cfg = replace(cfg, sampler=sampler)
     return Experiment(name, cfg, CUDA, "benchmark"), cfg
 
 
@@ -112,7 +109,7 @@ def time_iterations(name, cuda_graph, iterations, params):
     """Seconds of `iterations` training iterations of experiment `name` at the seed scale (after
     two untimed ones: the graph's capture, cuDNN's set-up)."""
     exp, cfg = experiment(name, cuda_graph, params)
-    batch = cfg["batch_size"]
+    batch = cfg.batch_size
     images = torch.rand(batch * 8, 1, 28, 28, device=CUDA) * 2 - 1
     step = lambda i: exp.train_step(images[(i % 8) * batch : (i % 8 + 1) * batch])  # noqa: E731
     for i in range(2):
@@ -122,19 +119,19 @@ def time_iterations(name, cuda_graph, iterations, params):
 
 def kinds(params):
     """The trained experiments by kind: what sets an iteration's time (batch, K, R1, the pool)."""
-    names = [
-        n for n in params["experiments"] if not experiment_config(params, n)["expected_error"]
-    ] + ["long_run"]
+    names = [n for n in params.experiments if not experiment_config(params, n).expected_error] + [
+        "long_run"
+    ]
     out = {}
     for name in names:
         c = experiment_config(params, name)
-        pool = c.get("pool") or {}
+        pool = getattr(c, "pool", None)  # the long run's
         key = (
-            c["batch_size"],
-            c["sampler"]["steps"],
-            c["loss"]["r1_weight"] > 0,
-            pool.get("chains"),
-            pool.get("steps"),
+            c.batch_size,
+            c.sampler.steps,
+            c.loss.r1_weight > 0,
+            pool.chains if pool else None,
+            pool.steps if pool else None,
         )
         out.setdefault(key, []).append(name)
     return out
@@ -177,20 +174,18 @@ def project_journey(epoch_iterations, eager_iterations):
             epoch[other] = epoch[label]
     train = {
         way: {
-            name: experiment_config(params, name)["epochs"] * epoch[name][f"{way}_s"]
+            name: experiment_config(params, name).epochs * epoch[name][f"{way}_s"]
             for group in kinds(params).values()
             for name in group
         }
         for way in ("graph", "eager")
     }
-    ev, gen = params["evaluate"], params["generate"]
+    ev, gen = params.evaluate, params.generate
     trained = len(
-        [n for n in params["experiments"] if not experiment_config(params, n)["expected_error"]]
+        [n for n in params.experiments if not experiment_config(params, n).expected_error]
     )
-    evaluate_s = trained * ev["num_samples"] * ev["fresh_steps"] / chain_rate(ev["batch_size"])
-    generate_s = sum(
-        chains * gen["steps"] / chain_rate(chains) for chains in gen["chains"].values()
-    )
+    evaluate_s = trained * ev.num_samples * ev.fresh_steps / chain_rate(ev.batch_size)
+    generate_s = sum(chains * gen.steps / chain_rate(chains) for chains in gen.chains.values())
     minutes = {
         way: round((sum(t.values()) + evaluate_s + generate_s) / 60, 1) for way, t in train.items()
     }
@@ -216,7 +211,7 @@ def worker(name, cuda_graph, iterations):
 
 def concurrency(cuda_graph, iterations):
     params = tutorial.seed_scale_params()
-    names = [n for n in params["experiments"] if not experiment_config(params, n)["expected_error"]]
+    names = [n for n in params.experiments if not experiment_config(params, n).expected_error]
 
     def command(n):
         return [

@@ -202,13 +202,10 @@ def project_seed_journey(model, device, repeats):
     params = seed_scale_params()
     trained = {
         name: experiment_config(params, name)
-        for name in params["experiments"]
-        if not experiment_config(params, name)["expected_error"]
+        for name in params.experiments
+        if not experiment_config(params, name).expected_error
     }
-    kinds = {
-        name: (c["batch_size"], c["sampler"]["steps"], c["loss"]["r1_weight"])
-        for name, c in trained.items()
-    }
+    kinds = {name: (c.batch_size, c.sampler.steps, c.loss.r1_weight) for name, c in trained.items()}
     per_iteration = {
         kind: time_training_iteration(model, device, *kind, repeats) for kind in set(kinds.values())
     }
@@ -234,23 +231,20 @@ def project_seed_journey(model, device, repeats):
         else per_epoch[final] * per_iteration[kinds[final]]
     )
     train_s = {
-        name: c["epochs"] * per_epoch[name] * per_iteration[kinds[name]]
-        for name, c in trained.items()
+        name: c.epochs * per_epoch[name] * per_iteration[kinds[name]] for name, c in trained.items()
     }
     # The long run: an iteration of the experiment it continues (an upper bound: only the buffer's
     # share of the batch runs its K steps) plus the long-lived pool's own steps.
-    run, pool = params["long_run"], params["long_run"]["pool"]
-    pool_s = pool["chains"] * pool["steps"] / chain_rate(pool["chains"])
+    run, pool = params.long_run, params.long_run.pool
+    pool_s = pool.chains * pool.steps / chain_rate(pool.chains)
     train_s["long_run"] = (
-        run["epochs"]
-        * (SEED_TRAIN_DIGITS // run["batch_size"])
-        * (per_iteration[kinds[run["continues"]]] + pool_s)
+        run.epochs
+        * (SEED_TRAIN_DIGITS // run.batch_size)
+        * (per_iteration[kinds[run.continues]] + pool_s)
     )
-    ev, gen = params["evaluate"], params["generate"]
-    evaluate_s = len(trained) * ev["num_samples"] * ev["fresh_steps"] / chain_rate(ev["batch_size"])
-    generate_s = sum(
-        chains * gen["steps"] / chain_rate(chains) for chains in gen["chains"].values()
-    )
+    ev, gen = params.evaluate, params.generate
+    evaluate_s = len(trained) * ev.num_samples * ev.fresh_steps / chain_rate(ev.batch_size)
+    generate_s = sum(chains * gen.steps / chain_rate(chains) for chains in gen.chains.values())
     total_s = sum(train_s.values()) + evaluate_s + generate_s
     return {
         "iteration_s": {

@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ebm import ood, restore  # noqa: E402
+from ebm.config import Sampler  # noqa: E402
 from ebm.data import load_digits, to_unit_range  # noqa: E402
 from ebm.images import save_grid, to_uint8  # noqa: E402
 from ebm.io import atomic_path, write_json  # noqa: E402
@@ -64,8 +65,8 @@ def completion(model, judge, x, labels, train, cfg, chain, generator, out):
         "steps": chain.steps,
         "judge_accuracy_original": r4(restore.accuracy(judged(judge, x), labels)),
     }
-    for region in cfg["regions"]:
-        hidden = restore.hide(region, len(x), generator, cfg["square"])
+    for region in cfg.regions:
+        hidden = restore.hide(region, len(x), generator, cfg.square)
         filled = {
             "ebm": restore.complete(model, x, hidden, chain, generator),
             "background": restore.fill_background(x, hidden),
@@ -92,7 +93,7 @@ def denoising(model, judge, x, labels, cfg, generator, out):
     chain = Chain.of(cfg)
     figures, rows = {"digits": len(x), "steps": chain.steps}, [x[:SHOW]]
     clean_accuracy = restore.accuracy(judged(judge, x), labels)
-    for sigma in cfg["sigmas"]:
+    for sigma in cfg.sigmas:
         noisy = restore.add_noise(x, sigma, generator)
         versions = {
             "noisy": noisy,
@@ -113,14 +114,14 @@ def denoising(model, judge, x, labels, cfg, generator, out):
 
 def ood_sets(digits, cfg, generator):
     """{name: images} of every OOD set, and a note per set that is missing."""
-    n = cfg["per_set"]
+    n = cfg.per_set
     sets = {
         "uniform_noise": ood.uniform_noise(n, generator),
         "constant": ood.constant_images(n, generator),
         **{k: v[:n] for k, v in ood.manipulated(digits).items()},
         "sklearn_digits": ood.sklearn_digits(n),
     }
-    fashion, source = ood.fashion_mnist(cfg["fashion_mnist"])
+    fashion, source = ood.fashion_mnist(cfg.fashion_mnist)
     notes = {}
     if fashion is None:
         notes["fashion_mnist"] = source
@@ -191,26 +192,23 @@ def histograms(energy, figures, path):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     params = load_params(sections=["abilities"])
-    cfg, device = params["abilities"], pick_device(params["device"])
-    if len(argv) != 1 or argv[0] not in cfg["models"]:
+    cfg, device = params.abilities, pick_device(params.device)
+    if len(argv) != 1 or argv[0] not in cfg.models:
         raise ParamsError(
             f"usage: python stages/abilities.py <model>  (abilities.models: "
-            f"{' | '.join(cfg['models'])})"
+            f"{' | '.join(cfg.models)})"
         )
     name = argv[0]
     started = time.perf_counter()
-    seed_everything(cfg["seed"])  # the Langevin noise comes from the global RNG
-    generator = torch.Generator().manual_seed(cfg["seed"])
+    seed_everything(cfg.seed)  # the Langevin noise comes from the global RNG
+    generator = torch.Generator().manual_seed(cfg.seed)
     ckpt, model = load_finished(name, device)
     judge, digits = load_judge(device=device), load_digits()
     test, labels = to_unit_range(digits["x_test"]), digits["y_test"]
     train = to_unit_range(digits["x_train"])
     out = Path("plots/abilities") / name
-    sampler = ckpt["config"]["sampler"]
-    chain = Chain(
-        steps=cfg["completion"]["steps"],
-        **{k: sampler[k] for k in ("step_size", "noise_std", "grad_clamp")},
-    )
+    # the model's own sampler, for the completion's steps
+    chain = Chain.of(Sampler(**ckpt["config"]["sampler"]), steps=cfg.completion.steps)
 
     timings, result = (
         {},
@@ -221,21 +219,17 @@ def main(argv=None):
         },
     )
     began = time.perf_counter()
-    n = cfg["completion"]["digits"]
+    n = cfg.completion.digits
     result["completion"] = completion(
-        model, judge, test[:n], labels[:n], train, cfg["completion"], chain, generator, out
+        model, judge, test[:n], labels[:n], train, cfg.completion, chain, generator, out
     )
     timings["completion_s"] = r4(time.perf_counter() - began)
     began = time.perf_counter()
-    n = cfg["denoise"]["digits"]
-    result["denoise"] = denoising(
-        model, judge, test[:n], labels[:n], cfg["denoise"], generator, out
-    )
+    n = cfg.denoise.digits
+    result["denoise"] = denoising(model, judge, test[:n], labels[:n], cfg.denoise, generator, out)
     timings["denoise_s"] = r4(time.perf_counter() - began)
     began = time.perf_counter()
-    result["ood"] = detection(
-        model, judge, test[: cfg["ood"]["digits"]], cfg["ood"], generator, device, out
-    )
+    result["ood"] = detection(model, judge, test[: cfg.ood.digits], cfg.ood, generator, device, out)
     timings["ood_s"] = r4(time.perf_counter() - began)
     result.update(**timings, wall_time_s=r4(time.perf_counter() - started), device=str(device))
     write_json(Path("metrics/abilities") / f"{name}.json", result)
@@ -245,7 +239,7 @@ def main(argv=None):
         + ", ".join(
             f"{r} {c[r]['accuracy']['ebm']} (mean {c[r]['accuracy']['mean']}, nearest "
             f"{c[r]['accuracy']['nearest']})"
-            for r in cfg["completion"]["regions"]
+            for r in cfg.completion.regions
         )
         + "; OOD AUROC "
         + ", ".join(

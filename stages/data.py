@@ -158,18 +158,18 @@ def build(
     deadline_s=None,
 ):
     """Fetch the digits from the configured source, write the npz, then the record; return it."""
-    requested = params_data["source"]
+    requested = params_data.source
     raw_root = Path(raw_root) if raw_root is not None else Path(out_path).parent / "raw"
     fallback_reason = None
     if requested == "bundled":
         arrays, source = (
-            fetch_bundled(params_data["test_fraction"], params_data["split_seed"]),
+            fetch_bundled(params_data.test_fraction, params_data.split_seed),
             "bundled",
         )
     else:
         try:
             arrays = fetch_torchvision(
-                raw_root, params_data["download_timeout_s"], mirrors, resources, deadline_s
+                raw_root, params_data.download_timeout_s, mirrors, resources, deadline_s
             )
             source = "torchvision"
         except DownloadFailed as err:
@@ -186,7 +186,7 @@ def build(
                 file=sys.stderr,
                 flush=True,
             )
-            arrays = fetch_bundled(params_data["test_fraction"], params_data["split_seed"])
+            arrays = fetch_bundled(params_data.test_fraction, params_data.split_seed)
             source = "bundled"
 
     # the npz first: a stale record then fails its hash check
@@ -218,7 +218,7 @@ def mirrors_from_env():
 def main():
     try:
         params = load_params(sections=["data"])
-        record = build(params["data"], OUT, RECORD, mirrors=mirrors_from_env())
+        record = build(params.data, OUT, RECORD, mirrors=mirrors_from_env())
     except (ParamsError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -98,21 +98,21 @@ def placeholder(path, text):
 
 
 def evaluate(name, params):
-    cfg, device = params["evaluate"], pick_device(params["device"])
+    cfg, device = params.evaluate, pick_device(params.device)
     started = time.perf_counter()
     train_record = Path("metrics/train") / f"{name}.json"
     train_status = (
         json.loads(train_record.read_text()).get("status") if train_record.is_file() else None
     )
     loaded = load_model(name, device)
-    n, grids = cfg["num_samples"], Path("plots/eval") / name
+    n, grids = cfg.num_samples, Path("plots/eval") / name
     metrics = {
         "experiment": name,
         "status": "no_model",
         "train_status": train_status,
         "num_samples": n,
-        "fresh_steps": cfg["fresh_steps"],
-        "seed": cfg["seed"],
+        "fresh_steps": cfg.fresh_steps,
+        "seed": cfg.seed,
     }
     columns = {
         f"{kind}{suffix}": [None] * 10
@@ -126,19 +126,14 @@ def evaluate(name, params):
     else:
         ckpt, model = loaded
         judge, digits = load_judge(device=device), load_digits()
-        ref = reference(judge, digits, n, cfg["seed"])
-        sampler = {
-            k: ckpt["config"]["sampler"][k] for k in ("step_size", "noise_std", "grad_clamp")
-        }
-        picked, replaced = buffer_samples(ckpt["buffer"], n, cfg["seed"] + 1)
+        ref = reference(judge, digits, n, cfg.seed)
+        # the experiment's own sampler, for the fresh chains' steps
+        own = ckpt["config"]["sampler"]
+        sampler = {k: own[k] for k in ("step_size", "noise_std", "grad_clamp")}
+        picked, replaced = buffer_samples(ckpt["buffer"], n, cfg.seed + 1)
         sampling = time.perf_counter()
         fresh = fresh_samples(
-            model,
-            Chain(steps=cfg["fresh_steps"], **sampler),
-            n,
-            cfg["batch_size"],
-            cfg["seed"] + 2,
-            device,
+            model, Chain(steps=cfg.fresh_steps, **sampler), n, cfg.batch_size, cfg.seed + 2, device
         )
         sampling = time.perf_counter() - sampling
         metrics.update(

@@ -71,23 +71,23 @@ BINARISED_FIGURES = (
 def chains_for(cfg, name):
     """How many chains to run for this model: `generate.chains` names every model generation
     runs."""
-    if name not in cfg["chains"]:
+    if name not in cfg.chains:
         raise ParamsError(
             f"params.yaml: generate.chains has no entry {name!r} (models it names: "
-            f"{', '.join(cfg['chains'])})"
+            f"{', '.join(cfg.chains)})"
         )
-    return cfg["chains"][name]
+    return cfg.chains[name]
 
 
 def snapshot_steps(cfg):
     """The sorted snapshot steps; the last step is always one. (load_params has already checked
     that every snapshot is within `steps` and that `show_chains` fits every model's chains.)"""
-    return sorted(set(cfg["snapshots"]) | {cfg["steps"]})
+    return sorted(set(cfg.snapshots) | {cfg.steps})
 
 
 def initial_chains(cfg, n, ckpt, device):
-    generator = torch.Generator().manual_seed(cfg["seed"])
-    if cfg["init"] == "noise":
+    generator = torch.Generator().manual_seed(cfg.seed)
+    if cfg.init == "noise":
         return uniform_noise(n, (1, 28, 28), "cpu", generator).to(device)
     images, size = ckpt["buffer"]["images"], ckpt["buffer"]["size"]
     if size >= n:
@@ -104,7 +104,7 @@ def run_chains(model, x, cfg, snapshots):
     Returns ({step: samples on the CPU} at the snapshots, energy rows at every boundary,
     sampling seconds).
     """
-    steps = cfg["steps"]
+    steps = cfg.steps
     bounds = sorted(set(snapshots) | set(range(0, steps, SEGMENT)) | {steps})
     kept, rows, sampling_s = {}, [], 0.0
 
@@ -130,7 +130,7 @@ def run_chains(model, x, cfg, snapshots):
     with tqdm(total=steps, desc="generate", unit="step", mininterval=2.0, file=sys.stderr) as bar:
         for start, end in zip(bounds[:-1], bounds[1:]):
             frac = (start + end) / 2 / steps
-            noise_std = cfg["noise_std"] + (cfg["noise_std_final"] - cfg["noise_std"]) * frac
+            noise_std = cfg.noise_std + (cfg.noise_std_final - cfg.noise_std) * frac
             began = time.perf_counter()
             x = langevin(model, x, Chain.of(cfg, steps=end - start, noise_std=noise_std))
             if x.is_cuda:
@@ -175,7 +175,7 @@ def judge_snapshots(kept, cfg, device):
     """({step: rounded figures}, class counts per snapshot, the real line at N = the chains,
     the binarised real line)."""
     judge, digits = load_judge(device=device), load_digits()
-    ref = reference(judge, digits, n=len(next(iter(kept.values()))), seed=cfg["seed"])
+    ref = reference(judge, digits, n=len(next(iter(kept.values()))), seed=cfg.seed)
     out, class_counts = {}, []
     for step, samples in sorted(kept.items()):
         figures = score(judge, samples, ref)
@@ -188,7 +188,7 @@ def judge_snapshots(kept, cfg, device):
         out,
         pd.DataFrame(class_counts),
         rounded(real_line(ref)),
-        binarised_line(judge, digits, ref, cfg["seed"]),
+        binarised_line(judge, digits, ref, cfg.seed),
     )
 
 
@@ -231,10 +231,10 @@ def main(argv=None):
         )
     name = argv[0]
     params = load_params(sections=["generate"])
-    device, cfg = pick_device(params["device"]), params["generate"]
+    device, cfg = pick_device(params.device), params.generate
     chains = chains_for(cfg, name)
     snapshots = snapshot_steps(cfg)
-    seed_everything(cfg["seed"])
+    seed_everything(cfg.seed)
     ckpt, model = load_finished(name, device)
     started = time.perf_counter()
     kept, energy, sampling_s = run_chains(
@@ -251,10 +251,10 @@ def main(argv=None):
 
     out = Path("plots/generate") / name
     for stale in out.glob("hq_samples_k*.png"):
-        if stale.name != f"hq_samples_k{cfg['steps']}.png":
+        if stale.name != f"hq_samples_k{cfg.steps}.png":
             stale.unlink()
-    save_grid(out / f"hq_samples_k{cfg['steps']}.png", to_uint8(kept[cfg["steps"]][:GRID]))
-    save_snapshot_grid(out / "chain_snapshots.png", kept, cfg["show_chains"])
+    save_grid(out / f"hq_samples_k{cfg.steps}.png", to_uint8(kept[cfg.steps][:GRID]))
+    save_snapshot_grid(out / "chain_snapshots.png", kept, cfg.show_chains)
     write_csv(out / "energy.csv", energy)
     write_csv(out / "class_counts.csv", class_counts)
     judged = verdict(per_step, real)
@@ -263,13 +263,13 @@ def main(argv=None):
         "experiment": name,
         "checkpoint_epoch": ckpt.get("epoch"),
         "weights": "moving average" if ckpt.get("ema") else "last",
-        "steps": cfg["steps"],
+        "steps": cfg.steps,
         "chains": chains,
-        "init": cfg["init"],
+        "init": cfg.init,
         "device": str(device),
         "wall_time_s": round(time.perf_counter() - started, 2),
         "sampling_s": round(sampling_s, 2),
-        "langevin_img_steps_per_s": round(cfg["steps"] * chains / sampling_s, 1),
+        "langevin_img_steps_per_s": round(cfg.steps * chains / sampling_s, 1),
         "real": real,
         "binarised_real": binarised,
         "snapshots": per_step,
@@ -277,7 +277,7 @@ def main(argv=None):
     }
     write_json(Path("metrics/generate") / f"{name}.json", result)
     print(
-        f"generate {name}: {cfg['steps']} steps x {chains} chains on {device} in "
+        f"generate {name}: {cfg.steps} steps x {chains} chains on {device} in "
         f"{result['wall_time_s']} s; {judged['summary']}"
     )
 

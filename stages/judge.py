@@ -53,7 +53,7 @@ def control_table(judge, digits, ref, seed):
 
 def main():
     params = load_params(sections=["judge"])
-    cfg, device = params["judge"], pick_device(params["device"])
+    cfg, device = params.judge, pick_device(params.device)
     digits = load_digits()
     x_train, x_test = to_unit_range(digits["x_train"]), to_unit_range(digits["x_test"])
 
@@ -61,36 +61,36 @@ def main():
     judge = train_judge(
         x_train,
         digits["y_train"],
-        cfg["seed"],
-        cfg["epochs"],
-        cfg["batch_size"],
-        cfg["lr"],
+        cfg.seed,
+        cfg.epochs,
+        cfg.batch_size,
+        cfg.lr,
         device,
-        max_shift=cfg["max_shift"],
-        non_digit_ratio=cfg["non_digits"],
-        read_by_eye=judge_examples(LABELS) if cfg["read_by_eye"] else None,
-        read_by_eye_per_batch=cfg["read_by_eye"],
+        max_shift=cfg.max_shift,
+        non_digit_ratio=cfg.non_digits,
+        read_by_eye=judge_examples(LABELS) if cfg.read_by_eye else None,
+        read_by_eye_per_batch=cfg.read_by_eye,
     )
     wall_time_s = time.perf_counter() - started
     save_judge(CHECKPOINT, judge)
 
-    ref = reference(judge, digits, len(x_test), cfg["seed"])
+    ref = reference(judge, digits, len(x_test), cfg.seed)
     metrics = {
         "test_accuracy": round(accuracy(judge, x_test, digits["y_test"]), 4),
         "train_accuracy": round(accuracy(judge, x_train, digits["y_train"]), 4),
         "train_size": len(x_train),
         "test_size": len(x_test),
-        "epochs": cfg["epochs"],
+        "epochs": cfg.epochs,
         "wall_time_s": round(wall_time_s, 2),
         "device": str(device),
         "real": rounded(real_line(ref)),
-        "controls": control_table(judge, digits, ref, cfg["seed"] + 1),
+        "controls": control_table(judge, digits, ref, cfg.seed + 1),
     }
     write_json(METRICS, metrics)
     missed = [name for name, row in metrics["controls"].items() if not row["meets"]]
     print(
         f"judge: test accuracy {metrics['test_accuracy']:.4f} on {len(x_test)} digits "
-        f"({cfg['epochs']} epochs, {wall_time_s:.1f} s) -> {CHECKPOINT}; controls "
+        f"({cfg.epochs} epochs, {wall_time_s:.1f} s) -> {CHECKPOINT}; controls "
         + (
             f"missing their known answers: {', '.join(missed)}"
             if missed

@@ -73,7 +73,7 @@ def main():
     provenance_section(doc, run)
     page, markdown = doc.render()
     line = headline(run, run.steps(), run.models)
-    abilities = abilities_headline(run.params.get("abilities", {}).get("models") or [])
+    abilities = abilities_headline(run.params.abilities.models)
     if abilities:
         line[f"{len(line) + 1}_abilities"] = abilities
     write_json(HEADLINE, line)

@@ -3,12 +3,14 @@ OOD scores (ebm.restore, ebm.ood). The stage itself runs end to end in the tiny 
 (tests/test_pipeline.py)."""
 
 import gzip
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from ebm import ood, restore
+from ebm.config import FashionMnist
 from ebm.model import EnergyNet
 from ebm.sampler import Chain
 
@@ -108,8 +110,8 @@ def test_fashion_mnist_from_a_local_idx_file(tmp_path):
         b"\x00\x00\x08\x03" + b"".join(v.to_bytes(4, "big") for v in (3, 28, 28)) + images.tobytes()
     )
     (tmp_path / "t10k.gz").write_bytes(gzip.compress(raw))
-    cfg = {"path": str(tmp_path / "t10k.gz"), "download": False, "download_timeout_s": 1.0}
+    cfg = FashionMnist(path=str(tmp_path / "t10k.gz"), download=False, download_timeout_s=1.0)
     read, source = ood.fashion_mnist(cfg)
-    assert np.array_equal(read, images) and source == cfg["path"]
-    read, why = ood.fashion_mnist({**cfg, "path": None})
+    assert np.array_equal(read, images) and source == cfg.path
+    read, why = ood.fashion_mnist(replace(cfg, path=None))
     assert read is None and why.startswith("no local copy")

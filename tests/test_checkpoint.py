@@ -136,7 +136,7 @@ def test_a_checkpoint_round_trips_through_weights_only_and_resumes_exactly(param
     # the fullest checkpoint: a pool and a moving average
     cfg = experiment_config(params, "long_run")
     exp = train.Experiment("long_run", cfg, CPU, "hash")
-    exp.average = average_weights(None, exp.net, cfg["ema_decay"] or 0.9)
+    exp.average = average_weights(None, exp.net, cfg.ema_decay or 0.9)
     exp.epoch, exp.grids = 2, {2: torch.zeros(4, 1, 28, 28, dtype=torch.uint8)}
     # NumPy floats, as
     exp.history = [{"step": 1, "epoch": 1, "loss": np.float64(-0.25), "lr": 1e-4}]

@@ -18,11 +18,13 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from ebm.config import Data
 from ebm.data import DataError, content_hash, load_digits, save_digits, to_unit_range
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +39,7 @@ def _load_stage():
 
 stage = _load_stage()
 
-PARAMS = {"source": "auto", "download_timeout_s": 5.0, "test_fraction": 0.2, "split_seed": 0}
+PARAMS = Data(source="auto", download_timeout_s=5.0, test_fraction=0.2, split_seed=0)
 
 
 @pytest.fixture(autouse=True)
@@ -170,7 +172,7 @@ def test_torchvision_downloads_from_a_local_mirror(tmp_path, serve, source):
     out, record_path = tmp_path / "data" / "mnist.npz", tmp_path / "metrics" / "data.json"
 
     record = stage.build(
-        dict(PARAMS, source=source), out, record_path, mirrors=[url], resources=resources
+        replace(PARAMS, source=source), out, record_path, mirrors=[url], resources=resources
     )
 
     assert record["source"] == "torchvision" and record["fallback_reason"] is None
@@ -196,7 +198,7 @@ def test_corrupt_download_is_an_error_and_writes_nothing(tmp_path, serve, source
 
     with pytest.raises(stage.DataError) as caught:
         stage.build(
-            dict(PARAMS, source=source), out, record_path, mirrors=[url], resources=resources
+            replace(PARAMS, source=source), out, record_path, mirrors=[url], resources=resources
         )
 
     message = str(caught.value)
@@ -212,7 +214,7 @@ def test_unreachable_host_is_an_error_when_torchvision_is_requested(tmp_path):
         stage.DataError, match="MNIST download failed .*refused.*data.source: auto or bundled"
     ):
         stage.build(
-            dict(PARAMS, source="torchvision"), out, record_path, mirrors=[closed_port_url()]
+            replace(PARAMS, source="torchvision"), out, record_path, mirrors=[closed_port_url()]
         )
     assert not out.exists() and not record_path.exists()
 

@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from ebm.errors import NoTrainedModel
 from ebm.images import save_grid
 from ebm.judge import LeNet5, save_judge
 from ebm.model import EnergyNet
+from ebm.config import Model
 from ebm.params import load_params
 from pipeline_repo import stage_script
 
@@ -148,14 +150,13 @@ def fake(tmp_path_factory):
     )
 
     params = load_params(root / "params.yaml", sections=["train", "experiments"])
-    cfg = params["experiments"][MODEL]
-    cfg["model"]["width"] = 8
+    cfg = replace(params.experiments[MODEL], model=Model(width=8))
     torch.manual_seed(0)
     buffer = ReplayBuffer(32, 0.2, 32)
     (root / f"checkpoints/{MODEL}").mkdir(parents=True)
     torch.save(
         {
-            "config": cfg,
+            "config": asdict(cfg),
             "model": EnergyNet(8).state_dict(),
             "buffer": buffer.state_dict(),
             "epoch": 10,

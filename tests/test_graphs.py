@@ -8,6 +8,7 @@ the same seed, also across training iterations whose optimiser moves the weights
 """
 
 import copy
+from dataclasses import replace
 
 import pytest
 import torch
@@ -50,7 +51,7 @@ def test_the_committed_default_is_off_until_a_gpu_has_measured_it():
 @pytest.mark.parametrize("value", [True, False, "auto"])
 def test_true_false_and_auto_are_valid(tmp_path, value):
     cfg = experiment_config(params_with(tmp_path, cuda_graph=value), "final_training")
-    assert cfg["sampler"]["cuda_graph"] == value
+    assert cfg.sampler.cuda_graph == value
 
 
 @pytest.mark.parametrize("value", ["on", "yes", 1, None])
@@ -87,7 +88,7 @@ def test_the_training_stage_keeps_the_eager_chain_on_the_cpu(tmp_path):
 
     cfg = experiment_config(params_with(tmp_path, cuda_graph="auto"), "final_training")
     assert Experiment("final_training", cfg, CPU, "hash").run_chain is langevin
-    cfg["sampler"]["cuda_graph"] = True
+    cfg = replace(cfg, sampler=replace(cfg.sampler, cuda_graph=True))
     with pytest.raises(RuntimeError, match="needs a CUDA device"):
         Experiment("final_training", cfg, CPU, "hash")
 

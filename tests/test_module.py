@@ -1,6 +1,7 @@
 """Unit tests of the shared module: model, sampler, replay buffer, objective."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -282,15 +283,19 @@ def test_generated_samples_leave_training_s_random_numbers_alone(tmp_path):
     train = stage_script("train")
     from ebm.checkpoint import load_checkpoint, save_checkpoint
     from ebm.judge import LeNet5
+    from ebm.config import Model
     from ebm.params import experiment_config, load_params
     from ebm.quality import reference
 
     params = load_params(
         Path(__file__).resolve().parents[1] / "params.yaml", sections=["train", "experiments"]
     )
-    cfg = experiment_config(params, "final_training")
-    cfg.update(generated_chains=8, generated_steps=3)
-    cfg["model"]["width"] = 8
+    cfg = replace(
+        experiment_config(params, "final_training"),
+        generated_chains=8,
+        generated_steps=3,
+        model=Model(width=8),
+    )
     exp = train.Experiment("final_training", cfg, torch.device("cpu"), "hash")
     rng = np.random.default_rng(0)
     digits = {

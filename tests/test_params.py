@@ -358,8 +358,8 @@ def test_a_new_experiment_is_one_block_and_keeps_the_file_order(tmp_path):
     params = load_params(
         write(tmp_path, lambda p: p["experiments"].update(sixth_try={"epochs": 3}))
     )
-    assert list(params["experiments"]) == [*EXPERIMENTS, "sixth_try"]
-    assert experiment_config(params, "sixth_try")["epochs"] == 3
+    assert list(params.experiments) == [*EXPERIMENTS, "sixth_try"]
+    assert experiment_config(params, "sixth_try").epochs == 3
 
 
 def test_long_run_is_the_continued_experiment_with_its_changes(tmp_path):
@@ -370,9 +370,9 @@ def test_long_run_is_the_continued_experiment_with_its_changes(tmp_path):
         experiment_config(params, "final_training"),
         experiment_config(params, "long_run"),
     )
-    assert long_run["continues"] == "final_training" and long_run["pool"]["chains"] > 0
-    assert long_run["optim"]["lr"] < base["optim"]["lr"] and long_run["sampler"] == base["sampler"]
-    assert long_run["loss"] == base["loss"] and long_run["buffer"] == base["buffer"]
+    assert long_run.continues == "final_training" and long_run.pool.chains > 0
+    assert long_run.optim.lr < base.optim.lr and long_run.sampler == base.sampler
+    assert long_run.loss == base.loss and long_run.buffer == base.buffer
 
 
 def test_memory_check_is_against_this_machines_ram(tmp_path):
@@ -380,25 +380,22 @@ def test_memory_check_is_against_this_machines_ram(tmp_path):
     params = load_params(
         write(tmp_path, lambda p: p["evaluate"].update(num_samples=fits)), sections=["evaluate"]
     )
-    assert params["evaluate"]["num_samples"] == fits
+    assert params.evaluate.num_samples == fits
     error_of(tmp_path, lambda p: p["evaluate"].update(num_samples=4 * fits))
 
 
 @pytest.mark.parametrize("scale", ["cpu", "seed"])
 def test_the_project_params_load_at_both_scales(tmp_path, scale):
     params = load_params(write(tmp_path, lambda p: p.update(scale=scale)))
-    assert params["scale"] == scale and set(params["experiments"]) == set(EXPERIMENTS)
-    assert experiment_config(params, "initial_attempt")["sampler"]["no_grad_bug"] is True
+    assert params.scale == scale and set(params.experiments) == set(EXPERIMENTS)
+    assert experiment_config(params, "initial_attempt").sampler.no_grad_bug is True
 
 
 def test_a_tool_can_resolve_the_other_scale_without_editing_the_file(tmp_path):
     path = write(tmp_path, lambda p: p.update(scale="cpu"))
     seed = experiment_config(load_params(path, scale="seed"), "final_training")
     cpu = experiment_config(load_params(path), "final_training")
-    assert (seed["batch_size"], seed["epochs"]) == (128, 100) and (
-        cpu["batch_size"],
-        cpu["epochs"],
-    ) == (32, 10)
+    assert (seed.batch_size, seed.epochs) == (128, 100) and (cpu.batch_size, cpu.epochs) == (32, 10)
     with pytest.raises(ParamsError, match=r"scale='gpu'\): must be one of cpu \| seed"):
         load_params(path, scale="gpu")
 
@@ -421,12 +418,12 @@ def test_per_scale_values_and_experiment_overrides_resolve(
 
     params = load_params(write(tmp_path, change))
     final = experiment_config(params, "final_training")
-    assert (final["epochs"], final["batch_size"]) == (epochs, batch_size)
+    assert (final.epochs, final.batch_size) == (epochs, batch_size)
     # override + shared value
-    assert final["sampler"]["noise_std"] == 0.02 and final["sampler"]["steps"] == 33
-    assert experiment_config(params, "mode_collapse")["sampler"]["noise_std"] == 0.005
-    assert params["evaluate"]["num_samples"] == num_samples
-    assert isinstance(final["optim"]["lr"], float)
+    assert final.sampler.noise_std == 0.02 and final.sampler.steps == 33
+    assert experiment_config(params, "mode_collapse").sampler.noise_std == 0.005
+    assert params.evaluate.num_samples == num_samples
+    assert isinstance(final.optim.lr, float)
 
 
 # ---- the stage: one line, exit 1, no output touched --------------------------------------
@@ -483,32 +480,28 @@ def test_train_stage_fails_in_one_line_and_touches_nothing(tmp_path, change, arg
     [
         (
             lambda p: exp(p).update(epochs=20),
-            lambda ps: experiment_config(ps, "final_training")["epochs"],
+            lambda ps: experiment_config(ps, "final_training").epochs,
             20,
         ),
         (
             lambda p: p["train"].update(batch_size=64),
-            lambda ps: experiment_config(ps, "mode_collapse")["batch_size"],
+            lambda ps: experiment_config(ps, "mode_collapse").batch_size,
             64,
         ),
         (
             lambda p: p["train"].update(sample_epochs=[3]),
-            lambda ps: experiment_config(ps, "final_training")["sample_epochs"],
+            lambda ps: experiment_config(ps, "final_training").sample_epochs,
             [3],
         ),
-        (
-            lambda p: p["evaluate"].update(num_samples=700),
-            lambda ps: ps["evaluate"]["num_samples"],
-            700,
-        ),
+        (lambda p: p["evaluate"].update(num_samples=700), lambda ps: ps.evaluate.num_samples, 700),
         (
             lambda p: p["generate"]["chains"].update(final_training=48),
-            lambda ps: ps["generate"]["chains"]["final_training"],
+            lambda ps: ps.generate.chains["final_training"],
             48,
         ),
         (
             lambda p: p["data"].update(source="torchvision"),
-            lambda ps: ps["data"]["source"],
+            lambda ps: ps.data.source,
             "torchvision",
         ),
     ],
@@ -530,8 +523,8 @@ def test_a_plain_value_applies_at_both_scales(tmp_path, scale, change, read, val
 def test_a_per_scale_entry_applies_at_its_scale_only(tmp_path):
     # -S experiments.final_training.epochs.cpu=20
     path = write(tmp_path, lambda p: exp(p)["epochs"].update(cpu=20))
-    assert experiment_config(load_params(path, scale="cpu"), "final_training")["epochs"] == 20
-    assert experiment_config(load_params(path, scale="seed"), "final_training")["epochs"] == 100
+    assert experiment_config(load_params(path, scale="cpu"), "final_training").epochs == 20
+    assert experiment_config(load_params(path, scale="seed"), "final_training").epochs == 100
 
 
 def test_dvc_exp_run_set_params_take_effect(tmp_path):
@@ -576,11 +569,7 @@ def test_dvc_exp_run_set_params_take_effect(tmp_path):
     for scale, epochs in [("cpu", 20), ("seed", 100)]:
         params = load_params(tmp_path / "params.yaml", scale=scale)
         final = experiment_config(params, "final_training")
-        assert (final["epochs"], final["batch_size"], params["evaluate"]["num_samples"]) == (
-            epochs,
-            64,
-            700,
-        )
+        assert (final.epochs, final.batch_size, params.evaluate.num_samples) == (epochs, 64, 700)
 
 
 def test_resolve_scale_picks_per_scale_values_in_any_tree():

@@ -31,6 +31,8 @@ import psutil
 import pytest
 import torch
 
+from ebm.config import LongRun
+from ebm.params import typed
 from pipeline_repo import ENV, FINAL_EPOCHS, copy_of, dvc, edit_params, run, stage_script
 
 TRAIN_TIMINGS = {"wall_time_s", "langevin_img_steps_per_s"}
@@ -537,6 +539,7 @@ def test_long_run_checkpoint_keeps_its_average_and_resumes_it(built):
     assert ckpt["config"]["ema_decay"] > 0 and ckpt["ema"].keys() == ckpt["model"].keys()
     # it lags the weights
     assert any(not torch.equal(ckpt["ema"][k], ckpt["model"][k]) for k in ckpt["model"])
-    exp = train.Experiment("long_run", ckpt["config"], torch.device("cpu"), ckpt["data_hash"])
+    cfg = typed(LongRun, ckpt["config"])  # the config it was trained with, typed again
+    exp = train.Experiment("long_run", cfg, torch.device("cpu"), ckpt["data_hash"])
     assert exp.resume(built / "checkpoints/long_run")
     assert all(torch.equal(exp.average[k], ckpt["ema"][k]) for k in ckpt["ema"])

@@ -104,11 +104,11 @@ def read_idx_images(path):
 
 def fashion_mnist(cfg, root="data/fashion_mnist"):
     """(uint8 (N, 28, 28) test images, where they came from) or (None, why not): the local copy at
-    cfg["path"] when set, else torchvision's download of the test split (cfg["download"]), within
-    cfg["download_timeout_s"] per connection and ten times that in all."""
-    if cfg["path"] is not None:
-        return read_idx_images(cfg["path"]), cfg["path"]
-    if not cfg["download"]:
+    cfg.path when set, else torchvision's download of the test split (cfg.download), within
+    cfg.download_timeout_s per connection and ten times that in all."""
+    if cfg.path is not None:
+        return read_idx_images(cfg.path), cfg.path
+    if not cfg.download:
         return (
             None,
             "no local copy (abilities.ood.fashion_mnist.path) and download off at this scale",
@@ -125,7 +125,7 @@ def fashion_mnist(cfg, root="data/fashion_mnist"):
         return test_only(root=root, train=False, download=True).data.numpy()
 
     try:
-        timeout_s = cfg["download_timeout_s"]
+        timeout_s = cfg.download_timeout_s
         return within_deadline(download, timeout_s, 10 * timeout_s), f"torchvision ({root})"
     except TooLate:
         why = "no answer in time"

@@ -1,8 +1,9 @@
 """Read params.yaml in one place: pick the scale, validate every value, fail early.
 
 A stage calls `load_params()` (or `experiment_config(params, name)`) before doing any
-work, so a typo costs a second, not an hour of training. Each error names the key path,
-the value and what is allowed, in one line.
+work, so a typo costs a second, not an hour of training. It returns an `ebm.config.Params`
+of frozen dataclasses. Each error names the key path, the value and what is allowed, in one
+line.
 
 A value that differs between the scales is written inline as a mapping of every scale to
 its value, e.g. `epochs: {cpu: 15, seed: 100}`; `load_params` picks the entry of the
@@ -10,307 +11,35 @@ file's `scale`. Nothing else depends on the scale, so a key set with `dvc exp ru
 always takes effect: `-S experiments.final_training.epochs=20` at both scales,
 `-S experiments.final_training.epochs.cpu=20` at the CPU scale only.
 
-The experiments are the keys of `experiments`, in the file's order (the journey's).
-
-Numbers must be finite. A count of images held at once (buffer capacity, batch sizes,
-samples, chains) must fit in this machine's total RAM at 28*28*4 bytes an image: total,
-not available, so the verdict does not change with the load of other jobs. Cross-field
-rules (RULES) run on each section, and on each experiment after `train` is merged in.
-The checker is hand-built: pydantic models would need a per-scale pre-validator on every
-leaf and a formatter to turn its multi-line errors into these one-line messages.
+The experiments are the keys of `experiments`, in the file's order (the journey's). Each is
+`train` with its own changes merged in (`deep_merge`, the one merge); cross-field rules
+(RULES) run on each section, and on each experiment after the merge. The checks are the
+fields of `ebm.config` (`ebm.fields.Field`), not a pydantic model: a per-scale choice on
+any leaf and errors that name `...epochs.cpu` in one line are what this walk gives for free.
 """
 
 import copy
-import math
-import os
+import dataclasses
 from pathlib import Path
 
 import yaml
 
+from ebm import config
 from ebm.errors import ParamsError  # noqa: F401  (re-exported)
+from ebm.fields import IMAGE_BYTES, SCALES, physical_memory  # noqa: F401  (re-exported)
 
-SCALES = ("cpu", "seed")
-IMAGE_BYTES = 28 * 28 * 4  # one float32 digit: the unit of every size check below
-
-
-# ---- field specs ---------------------------------------------------------------------
-# A spec is a dict key -> Field, or key -> nested spec dict.
-
-
-def physical_memory():
-    """This machine's RAM in bytes: a count of images that needs more can never be held."""
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def size(n_bytes):
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n_bytes < 1024 or unit == "PiB":
-            return f"{n_bytes:.1f} {unit}" if unit != "bytes" else f"{n_bytes} bytes"
-        n_bytes /= 1024
-
-
-class Field:
-    """One leaf: its type, range or choices; `images`: a count of 28x28 float32 images held at
-    once."""
-
-    def __init__(
-        self, kind, lo=None, hi=None, choices=None, optional=False, lo_open=False, images=False
-    ):
-        self.kind, self.lo, self.hi, self.choices = kind, lo, hi, choices
-        self.optional, self.lo_open, self.images = optional, lo_open, images
-
-    def describe(self):
-        if self.choices:
-            return ("a list of " if self.kind == "names" else "one of ") + " | ".join(
-                map(str, self.choices)
-            )
-        what = {
-            int: "an integer",
-            float: "a number",
-            bool: "true or false",
-            str: "a string",
-            "ints": "a list of integers",
-            "counts": "a mapping of names to integers",
-            "switch": "true, false or auto",
-            "names": "a non-empty list of names",
-            "numbers": "a non-empty list of numbers",
-        }[self.kind]
-        if self.lo is not None or self.hi is not None:
-            left = "(" if self.lo_open else "["
-            what += (
-                f" in {left}{self.lo if self.lo is not None else '-inf'}, "
-                f"{str(self.hi) + ']' if self.hi is not None else 'inf)'}"
-            )
-        return what + (" or null" if self.optional else "")
-
-    def at_scale(self, value, path, scale):
-        """A mapping of every scale to a value: this scale's value and key path; else as it is."""
-        if not isinstance(value, dict) or (self.kind == "counts" and set(value) != set(SCALES)):
-            return value, path
-        # None: `scale` itself, which cannot vary by scale
-        if set(value) != set(SCALES) or scale is None:
-            raise ParamsError(
-                f"params.yaml: {path} = {value!r}: must be {self.describe()}, or a mapping of each "
-                f"scale ({', '.join(SCALES)}) to one"
-            )
-        return value[scale], f"{path}.{scale}"
-
-    def check(self, value, path, scale):
-        value, path = self.at_scale(value, path, scale)
-        if self.kind == "counts" and isinstance(value, dict):  # each count may differ by scale too
-            value = {k: Field(int).at_scale(v, f"{path}.{k}", scale)[0] for k, v in value.items()}
-        if value is None and self.optional:
-            return None
-        ok_type = {
-            int: isinstance(value, int) and not isinstance(value, bool),
-            float: isinstance(value, (int, float))
-            and not isinstance(value, bool)
-            and math.isfinite(value),
-            bool: isinstance(value, bool),
-            str: isinstance(value, str),
-            "switch": isinstance(value, bool) or value == "auto",
-            "ints": isinstance(value, list)
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
-            "counts": isinstance(value, dict)
-            and value
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in value.values()),
-            "names": isinstance(value, list) and value and all(isinstance(v, str) for v in value),
-            "numbers": isinstance(value, list)
-            and value
-            and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                for v in value
-            ),
-        }[self.kind]
-        chosen = value if self.kind == "names" and isinstance(value, list) else [value]
-        if not ok_type or (self.choices and any(v not in self.choices for v in chosen)):
-            raise ParamsError(f"params.yaml: {path} = {value!r}: must be {self.describe()}")
-        numbers = (
-            value
-            if self.kind in ("ints", "numbers", "names")
-            else list(value.values())
-            if self.kind == "counts"
-            else [value]
-        )
-        for v in numbers:
-            if isinstance(v, str):
-                continue
-            too_low = self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo)
-            too_high = self.hi is not None and v > self.hi
-            if too_low or too_high:
-                raise ParamsError(f"params.yaml: {path} = {value!r}: must be {self.describe()}")
-            if self.images and v * IMAGE_BYTES > physical_memory():
-                raise ParamsError(
-                    f"params.yaml: {path} = {value!r}: {v} images of 28x28 float32 take "
-                    f"{size(v * IMAGE_BYTES)}, more than this machine's {size(physical_memory())} "
-                    f"of memory"
-                )
-        return float(value) if self.kind is float else value
-
-
-def positive_int(optional=False):
-    return Field(int, lo=1, optional=optional)
-
-
-def image_count():
-    return Field(int, lo=1, images=True)
-
-
-def fraction():
-    return Field(float, lo=0.0, hi=1.0)
-
-
-def non_negative():
-    return Field(float, lo=0.0)
-
-
-def positive():
-    return Field(float, lo=0.0, lo_open=True)
-
-
-DATA = {
-    "source": Field(str, choices=("auto", "torchvision", "bundled")),
-    "download_timeout_s": positive(),
-    "test_fraction": Field(float, lo=0.0, hi=1.0, lo_open=True),
-    "split_seed": Field(int, lo=0),
+SECTIONS = {
+    "data": config.Data,
+    "train": config.Train,
+    "experiments": "experiments",  # any names: each a partial Train
+    "judge": config.Judge,
+    "evaluate": config.Evaluate,
+    "generate": config.Generate,
+    "long_run": "long_run",  # LongRun: a partial Train and its own keys
+    "abilities": config.Abilities,
 }
-
-TRAIN = {
-    "seed": Field(int, lo=0),
-    "model": {"width": positive_int()},
-    "sampler": {
-        "steps": positive_int(),  # K, Langevin steps per training iteration
-        "step_size": positive(),
-        "noise_std": non_negative(),
-        "grad_clamp": positive(),
-        "no_grad_bug": Field(bool),  # experiment 1's bug: sample under torch.no_grad()
-        "precision": Field(str, choices=("fp32", "bf16")),
-        "compile": Field(bool),
-        "cuda_graph": Field("switch"),  # the K steps as one CUDA graph (ebm.graphs); auto: on CUDA
-    },
-    "buffer": {
-        "capacity": image_count(),
-        "restart_prob": fraction(),
-        "initial_fill": positive_int(),
-    },
-    "loss": {
-        "alpha": non_negative(),
-        "r1_weight": non_negative(),
-        "data_noise_std": non_negative(),
-        "kl_weight": non_negative(),
-        "repel_weight": non_negative(),
-    },
-    "optim": {
-        "lr": positive(),
-        "beta1": Field(float, lo=0.0, hi=1.0),
-        "beta2": Field(float, lo=0.0, hi=1.0),
-        "lr_decay": Field(float, lo=0.0, hi=1.0, lo_open=True),  # StepLR gamma per epoch
-        "grad_clip": positive(),
-    },
-    "batch_size": image_count(),
-    "epochs": positive_int(),
-    "sample_epochs": Field("ints", lo=1),
-    "grid_size": image_count(),
-    "generated_chains": image_count(),  # chains from noise run at every sample epoch, scored
-    "generated_steps": Field(int, lo=0),  # their Langevin steps
-    "log_every": positive_int(),
-    "expected_error": Field(str, optional=True),
-    "max_abs_energy": positive(),
-    "train_subset": Field(int, lo=0),
-}
-
-JUDGE = {
-    "seed": Field(int, lo=0),
-    "epochs": positive_int(),
-    "batch_size": image_count(),
-    "lr": positive(),
-    "non_digits": non_negative(),  # "not a digit" images per training digit
-    "max_shift": Field(int, lo=0, hi=4),  # pixels a training image may be shifted by
-    "read_by_eye": Field(int, lo=0),  # labelled EBM samples per batch (0: none)
-}
-
-EVALUATE = {
-    "seed": Field(int, lo=0),
-    "num_samples": image_count(),
-    "fresh_steps": Field(int, lo=0),
-    "batch_size": image_count(),
-}
-
-GENERATE = {
-    "seed": Field(int, lo=0),
-    "steps": positive_int(),
-    "chains": Field("counts", lo=1, images=True),  # model name -> how many chains
-    "init": Field(str, choices=("noise", "buffer")),
-    "step_size": positive(),
-    "noise_std": non_negative(),
-    "noise_std_final": non_negative(),
-    "grad_clamp": positive(),
-    "snapshots": Field("ints", lo=0),
-    "show_chains": positive_int(),
-}
-
-# What an energy does besides sampling (stages/abilities.py): completion, denoising, OOD detection.
-REGIONS = ("lower_half", "right_half", "square")  # ebm.restore.hide's regions
-ABILITIES = {
-    "seed": Field(int, lo=0),
-    "models": Field("names"),  # trained models (experiments or long_run), a stage each
-    "completion": {
-        "digits": image_count(),
-        "regions": Field("names", choices=REGIONS),
-        "square": Field(
-            int, lo=1, hi=20
-        ),  # side of the random square; it lies in the central 20x20
-        "steps": positive_int(),
-    },
-    "denoise": {
-        "digits": image_count(),
-        "sigmas": Field("numbers", lo=0.0, lo_open=True),
-        "steps": positive_int(),
-        "step_size": positive(),
-        "noise_std": non_negative(),
-        "grad_clamp": positive(),
-    },
-    "ood": {
-        "digits": image_count(),
-        "per_set": image_count(),
-        "fashion_mnist": {
-            "path": Field(
-                str, optional=True
-            ),  # a local t10k-images-idx3-ubyte[.gz]; checked to exist
-            "download": Field(bool),
-            "download_timeout_s": positive(),
-        },
-    },
-}
-
-
-# Beyond the original journey: one experiment's model continued against long-lived chains.
-# Its own keys, plus any TRAIN key it changes from the experiment it continues.
-POOL = {
-    "chains": image_count(),  # long-lived chains
-    "restart_prob": fraction(),  # per chain and iteration: rare, so ages spread out
-    "lifetime": Field(int, lo=0),  # steps after which a chain restarts (0: none)
-    "steps": positive_int(),  # Langevin steps each chain advances per iteration
-    "share": fraction(),  # fraction of each batch's negatives drawn from the pool
-    "step_size": positive(),
-    "noise_std": non_negative(),
-    "grad_clamp": positive(),
-}
-# 0: evaluation and generation use the last weights
-LONG_RUN = {"continues": Field(str), "pool": POOL, "ema_decay": Field(float, lo=0.0, hi=0.9999)}
-
-SCHEMA = {
-    "scale": Field(str, choices=SCALES),
-    "device": Field(str, choices=("auto", "cuda", "cpu")),
-    "data": DATA,
-    "train": TRAIN,
-    "experiments": "experiments",  # any names: each a partial TRAIN
-    "judge": JUDGE,
-    "evaluate": EVALUATE,
-    "generate": GENERATE,
-    "long_run": "long_run",  # LONG_RUN + a partial TRAIN
-    "abilities": ABILITIES,
-}
+SCALE_FIELD = config.Params.__dataclass_fields__["scale"].metadata["spec"]
+DEVICE_FIELD = config.Params.__dataclass_fields__["device"].metadata["spec"]
 
 
 # ---- cross-field rules: rule(cfg, at) -> message or None; `at` is the section's key path --
@@ -386,28 +115,43 @@ def deep_merge(base, override):
     return merged
 
 
-def validate(tree, spec, path, scale, partial=False):
-    """The values of `tree` at `scale`, each checked against `spec` (partial: keys may be
-    missing)."""
+def validate(tree, cls, path, scale, partial=False):
+    """The values of `tree` at `scale`, each checked against the fields of the dataclass `cls`
+    (partial: keys may be missing), as a plain dict."""
     if not isinstance(tree, dict):
         raise ParamsError(
             f"params.yaml: {path.rstrip('.') or 'top level'} = {tree!r}: must be a mapping"
         )
-    unknown = set(tree) - set(spec)
+    fields = dataclasses.fields(cls)
+    unknown = set(tree) - {f.name for f in fields}
     if unknown:
-        key = sorted(unknown)[0]
-        raise ParamsError(f"params.yaml: unknown key {path}{key} (allowed here: {', '.join(spec)})")
+        key, allowed = sorted(unknown)[0], ", ".join(f.name for f in fields)
+        raise ParamsError(f"params.yaml: unknown key {path}{key} (allowed here: {allowed})")
     out = {}
-    for key, sub in spec.items():
-        if key not in tree:
+    for f in fields:
+        if f.name not in tree:
             if partial:
                 continue
-            raise ParamsError(f"params.yaml: missing key {path}{key}")
-        if isinstance(sub, dict):
-            out[key] = validate(tree[key], sub, f"{path}{key}.", scale, partial)
+            raise ParamsError(f"params.yaml: missing key {path}{f.name}")
+        if "section" in f.metadata:
+            out[f.name] = validate(
+                tree[f.name], f.metadata["section"], f"{path}{f.name}.", scale, partial
+            )
         else:
-            out[key] = sub.check(tree[key], f"{path}{key}", scale)
+            out[f.name] = f.metadata["spec"].check(tree[f.name], f"{path}{f.name}", scale)
     return out
+
+
+def typed(cls, values):
+    """A validated, complete dict as the dataclass `cls`, its sections as theirs."""
+    return cls(
+        **{
+            f.name: typed(f.metadata["section"], values[f.name])
+            if "section" in f.metadata
+            else values[f.name]
+            for f in dataclasses.fields(cls)
+        }
+    )
 
 
 def load_params(path="params.yaml", sections=None, scale=None):
@@ -426,7 +170,7 @@ def load_params(path="params.yaml", sections=None, scale=None):
         raise ParamsError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: must be a mapping of sections")
-    file_scale = SCHEMA["scale"].check(raw.get("scale"), "scale", None)
+    file_scale = SCALE_FIELD.check(raw.get("scale"), "scale", None)
     if scale is None:
         scale = file_scale
     elif scale not in SCALES:
@@ -438,14 +182,27 @@ def load_params(path="params.yaml", sections=None, scale=None):
                 _validate_sections(raw, other, sections)
             except ParamsError as err:
                 raise ParamsError(f"{err} (with scale: {other})") from None
-    return params
+    return _typed_params(params)
+
+
+def _typed_params(values):
+    out = {}
+    for name, value in values.items():
+        if name == "experiments":
+            out[name] = {n: typed(config.Train, cfg) for n, cfg in value.items()}
+        elif name == "long_run":
+            out[name] = typed(config.LongRun, value)
+        else:
+            out[name] = typed(SECTIONS[name], value) if name in SECTIONS else value
+    return config.Params(**out)
 
 
 def _validate_sections(raw, scale, sections):
+    allowed = ["scale", "device", *SECTIONS]
     for key in raw:
-        if key not in SCHEMA:
-            raise ParamsError(f"params.yaml: unknown section {key} (allowed: {', '.join(SCHEMA)})")
-    params = {"scale": scale, "device": SCHEMA["device"].check(raw.get("device"), "device", scale)}
+        if key not in allowed:
+            raise ParamsError(f"params.yaml: unknown section {key} (allowed: {', '.join(allowed)})")
+    params = {"scale": scale, "device": DEVICE_FIELD.check(raw.get("device"), "device", scale)}
     for section in sections if sections is not None else list(raw):
         if section in ("scale", "device"):
             continue
@@ -456,7 +213,7 @@ def _validate_sections(raw, scale, sections):
         elif section == "long_run":
             params[section] = _validate_long_run(raw, scale)
         else:
-            params[section] = validate(raw[section], SCHEMA[section], f"{section}.", scale)
+            params[section] = validate(raw[section], SECTIONS[section], f"{section}.", scale)
             check_rules(section, params[section], f"{section}.")
     trained = [*(raw.get("experiments") or {}), *(["long_run"] if "long_run" in raw else [])]
     models = set(params["generate"]["chains"]) - set(trained) if "generate" in params else ()
@@ -484,7 +241,7 @@ def _validate_experiments(raw, scale):
         raise ParamsError(
             "params.yaml: experiments must be a mapping of experiment name to overrides"
         )
-    train = validate(raw.get("train"), TRAIN, "train.", scale)
+    train = validate(raw.get("train"), config.Train, "train.", scale)
     out = {}
     for name, overrides in experiments.items():
         path = f"experiments.{name}."
@@ -493,7 +250,7 @@ def _validate_experiments(raw, scale):
                 f"params.yaml: experiments.{name}: an experiment's name must be a word "
                 "(letters, digits, _): it names its stages and files"
             )
-        cfg = deep_merge(train, validate(overrides or {}, TRAIN, path, scale, partial=True))
+        cfg = deep_merge(train, validate(overrides or {}, config.Train, path, scale, partial=True))
         check_rules("train", cfg, path)
         out[name] = cfg
     return out
@@ -502,7 +259,7 @@ def _validate_experiments(raw, scale):
 def _validate_long_run(raw, scale):
     """The continued experiment's config with long_run's changes, its pool and `continues`."""
     section = raw["long_run"]
-    own = validate(section, {**TRAIN, **LONG_RUN}, "long_run.", scale, partial=True)
+    own = validate(section, config.LongRun, "long_run.", scale, partial=True)
     experiments = _validate_experiments(raw, scale)
     source = own.pop("continues", None)
     if "ema_decay" not in own:
@@ -513,7 +270,7 @@ def _validate_long_run(raw, scale):
             f"params.yaml: long_run.continues = {source!r}: must name an experiment "
             f"({', '.join(experiments)})"
         )
-    pool = validate(section.get("pool"), POOL, "long_run.pool.", scale)
+    pool = validate(section.get("pool"), config.Pool, "long_run.pool.", scale)
     own.pop("pool", None)
     cfg = deep_merge(experiments[source], own)
     check_rules("train", cfg, "long_run.")
@@ -532,16 +289,16 @@ def resolve_scale(tree, scale):
 
 def experiment_names(path="params.yaml"):
     """The experiments in the journey's order (params.yaml's), as `dvc.yaml`'s foreach sees them."""
-    return list(load_params(path, sections=["experiments"])["experiments"])
+    return list(load_params(path, sections=["experiments"]).experiments)
 
 
 def experiment_config(params, name):
     """The complete, validated config of one experiment: `train` with its overrides; `long_run`:
     the experiment it continues with its changes (load_params with the long_run section)."""
-    if name == "long_run" and "long_run" in params:
-        return params["long_run"]
-    if name not in params["experiments"]:
+    if name == "long_run" and params.long_run is not None:
+        return params.long_run
+    if name not in params.experiments:
         raise ParamsError(
-            f"unknown experiment {name!r}: must be one of {', '.join(params['experiments'])}"
+            f"unknown experiment {name!r}: must be one of {', '.join(params.experiments)}"
         )
-    return params["experiments"][name]
+    return params.experiments[name]

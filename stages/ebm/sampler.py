@@ -28,7 +28,8 @@ from ebm.runtime import cpu_cores
 @dataclass(frozen=True)
 class Chain:
     """One Langevin chain's settings, passed as one object: two floats swapped by position
-    would fail silently. `Chain.of(cfg)` takes them from a params section holding these keys."""
+    would fail silently. `Chain.of(cfg)` takes them from a config section with these fields
+    (ebm.config: Sampler, Pool, Generate, Denoise)."""
 
     steps: int
     step_size: float
@@ -38,7 +39,10 @@ class Chain:
     @classmethod
     def of(cls, cfg, **changes):
         return cls(
-            **{**{k: cfg[k] for k in ("steps", "step_size", "noise_std", "grad_clamp")}, **changes}
+            **{
+                **{k: getattr(cfg, k) for k in ("steps", "step_size", "noise_std", "grad_clamp")},
+                **changes,
+            }
         )
 
 

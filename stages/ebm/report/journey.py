@@ -5,7 +5,6 @@ from pathlib import Path
 
 from ebm.claims import CLAIMS, RULES
 from ebm.labels import reading_of_grid
-from ebm.params import deep_merge
 from ebm.report.figures import (
     GENERATED_COLUMNS,
     classes_figure,
@@ -329,7 +328,7 @@ def experiment_section(doc, run, index, name):
         f"{RULES.get(name, ('no rule',))[0]}."
     )
 
-    experiments = run.params["experiments"]
+    experiments = run.params.experiments
     if name == LONG_RUN:
         base_name = run.experiments[-1]
         doc.heading(3, f"Config change from {base_name}", anchor=f"{name}-config")
@@ -337,11 +336,11 @@ def experiment_section(doc, run, index, name):
             doc.para("params.yaml has no long_run section.")
         else:
             base = experiments[base_name]
-            doc.pre(config_diff(base, deep_merge(base, run.long_run_cfg or {})) or ["(no change)"])
-        epochs = (run.long_run_cfg or {}).get("epochs")
+            doc.pre(config_diff(base, run.long_run_cfg) or ["(no change)"])
+        epochs = run.long_run_cfg.epochs if run.long_run_cfg else None
     else:
         cfg = experiments[name]
-        previous = run.params["train"] if index == 0 else experiments[run.experiments[index - 1]]
+        previous = run.params.train if index == 0 else experiments[run.experiments[index - 1]]
         doc.heading(
             3,
             "Config change from "
@@ -349,7 +348,7 @@ def experiment_section(doc, run, index, name):
             anchor=f"{name}-config",
         )
         doc.pre(config_diff(previous, cfg) or ["(no change)"])
-        epochs = cfg["epochs"]
+        epochs = cfg.epochs
     training_block(doc, run, name, epochs)
     if name == LONG_RUN:
         doc.para(

@@ -2,6 +2,7 @@
 has not run shows as "not run"."""
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -9,7 +10,7 @@ import yaml
 
 from ebm.judge import load_judge
 from ebm.labels import load_labelled
-from ebm.params import ParamsError, load_params, resolve_scale
+from ebm.params import load_params
 from ebm.verdicts import LONG_RUN
 from ebm.verdicts import fmt as verdicts_fmt
 
@@ -49,7 +50,7 @@ def flatten(tree, prefix=""):
 
 def config_diff(old, new):
     """'key.path: old -> new' for every value that differs between two resolved configs."""
-    a, b = flatten(old), flatten(new)
+    a, b = flatten(asdict(old)), flatten(asdict(new))
     return [
         f"{k}: {fmt(a.get(k))} -> {fmt(b.get(k))}"
         for k in list(a) + [k for k in b if k not in a]
@@ -62,9 +63,9 @@ class Run:
 
     def __init__(self):
         self.params = load_params(sections=["train", "experiments", "generate", "abilities"])
-        self.scale = self.params["scale"]
-        self.experiments = list(self.params["experiments"])  # YAML order
-        self.models = list(self.params["generate"]["chains"])  # generated models, in order
+        self.scale = self.params.scale
+        self.experiments = list(self.params.experiments)  # YAML order
+        self.models = list(self.params.generate.chains)  # generated models, in order
         self.long_run_cfg = self._long_run_params()
         self.trains = {
             n: read_json(f"metrics/train/{n}.json") for n in self.experiments + [LONG_RUN]
@@ -83,18 +84,9 @@ class Run:
         )
 
     def _long_run_params(self):
-        """params.yaml's `long_run` section at this scale, or None: validated when the schema
-        knows it."""
-        try:
-            raw = yaml.safe_load(Path("params.yaml").read_text()) or {}
-        except (OSError, yaml.YAMLError):
-            return None
-        if LONG_RUN not in raw:
-            return None
-        try:
-            return load_params(sections=[LONG_RUN])[LONG_RUN]
-        except (ParamsError, KeyError):
-            return resolve_scale(raw, self.scale).get(LONG_RUN) or {}
+        """The long run's config (ebm.config.LongRun), or None when params.yaml has none."""
+        raw = yaml.safe_load(Path("params.yaml").read_text()) or {}
+        return load_params(sections=[LONG_RUN]).long_run if LONG_RUN in raw else None
 
     def steps(self):
         """The training steps shown: the experiments, then the long run when it exists."""

@@ -213,7 +213,7 @@ def abilities_section(doc):
     its baseline, and in words where the energy loses to one. Reads params.yaml abilities.models
     and metrics/abilities/<model>.json, plots/abilities/<model>/*.png."""
     try:
-        models = load_params(sections=["abilities"])["abilities"]["models"]
+        models = load_params(sections=["abilities"]).abilities.models
     except (ParamsError, KeyError):
         models = sorted(p.stem for p in Path("metrics/abilities").glob("*.json"))
     doc.heading(
