@@ -24,7 +24,6 @@ EBM, median) and energy_hist.png (the energy of the digits against each set).
 
 import sys
 import time
-from pathlib import Path
 
 import matplotlib
 
@@ -33,11 +32,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from ebm import ood, restore  # noqa: E402
+from ebm import ood, paths, restore  # noqa: E402
 from ebm.config import Sampler  # noqa: E402
 from ebm.data import load_digits, to_unit_range  # noqa: E402
 from ebm.images import save_grid, to_uint8  # noqa: E402
-from ebm.io import atomic_path, write_json  # noqa: E402
+from ebm.io import atomic_path, round_figure, write_json  # noqa: E402
 from ebm.judge import load_judge  # noqa: E402
 from ebm.model import energies, load_finished  # noqa: E402
 from ebm.params import ParamsError, load_params  # noqa: E402
@@ -50,10 +49,6 @@ SHOW = 10  # digits per grid row
 BASELINES = ("background", "mean", "nearest")
 
 
-def r4(value):
-    return round(float(value), 4) + 0.0
-
-
 def judged(judge, images):
     """The judge's (N, 10) digit-class probabilities."""
     return embed(judge, images)[1]
@@ -63,7 +58,7 @@ def completion(model, judge, x, labels, train, cfg, chain, generator, out):
     figures = {
         "digits": len(x),
         "steps": chain.steps,
-        "judge_accuracy_original": r4(restore.accuracy(judged(judge, x), labels)),
+        "judge_accuracy_original": round_figure(restore.accuracy(judged(judge, x), labels)),
     }
     for region in cfg.regions:
         hidden = restore.hide(region, len(x), generator, cfg.square)
@@ -75,9 +70,10 @@ def completion(model, judge, x, labels, train, cfg, chain, generator, out):
         }
         figures[region] = {
             "accuracy": {
-                k: r4(restore.accuracy(judged(judge, v), labels)) for k, v in filled.items()
+                k: round_figure(restore.accuracy(judged(judge, v), labels))
+                for k, v in filled.items()
             },
-            "mse": {k: r4(restore.hidden_mse(v, x, hidden)) for k, v in filled.items()},
+            "mse": {k: round_figure(restore.hidden_mse(v, x, hidden)) for k, v in filled.items()},
         }
         masked = torch.where(hidden, torch.zeros_like(x), x)  # the hole in mid-grey
         rows = [x, masked, filled["ebm"], filled["nearest"]]
@@ -101,10 +97,13 @@ def denoising(model, judge, x, labels, cfg, generator, out):
             "median": restore.median3(noisy),
         }
         figures[f"sigma_{sigma:g}"] = {
-            "psnr": {k: r4(restore.psnr(v, x)) for k, v in versions.items()},
+            "psnr": {k: round_figure(restore.psnr(v, x)) for k, v in versions.items()},
             "accuracy": {
-                "clean": r4(clean_accuracy),
-                **{k: r4(restore.accuracy(judged(judge, v), labels)) for k, v in versions.items()},
+                "clean": round_figure(clean_accuracy),
+                **{
+                    k: round_figure(restore.accuracy(judged(judge, v), labels))
+                    for k, v in versions.items()
+                },
             },
         }
         rows += [v[:SHOW] for v in versions.values()]
@@ -146,21 +145,21 @@ def detection(model, judge, digits, cfg, generator, device, out):
         figures[name] = {
             "n": len(sets[name]),
             "auroc": {
-                "energy": r4(ood.auroc(-energy["digits"], -energy[name])),
-                "msp": r4(ood.auroc(msp["digits"], msp[name])),
+                "energy": round_figure(ood.auroc(-energy["digits"], -energy[name])),
+                "msp": round_figure(ood.auroc(msp["digits"], msp[name])),
             },
             "fpr95": {
-                "energy": r4(ood.fpr_at_tpr(-energy["digits"], -energy[name])),
-                "msp": r4(ood.fpr_at_tpr(msp["digits"], msp[name])),
+                "energy": round_figure(ood.fpr_at_tpr(-energy["digits"], -energy[name])),
+                "msp": round_figure(ood.fpr_at_tpr(msp["digits"], msp[name])),
             },
-            "energy_mean": r4(energy[name].mean()),
+            "energy_mean": round_figure(energy[name].mean()),
         }
     for name, note in notes.items():
         if name not in sets:
             figures[name] = {"skipped": note}
         else:
             figures[name]["source"] = note
-    figures["digits_energy_mean"] = r4(energy["digits"].mean())
+    figures["digits_energy_mean"] = round_figure(energy["digits"].mean())
     histograms(energy, figures, out / "energy_hist.png")
     return figures
 
@@ -206,7 +205,7 @@ def main(argv=None):
     judge, digits = load_judge(device=device), load_digits()
     test, labels = to_unit_range(digits["x_test"]), digits["y_test"]
     train = to_unit_range(digits["x_train"])
-    out = Path("plots/abilities") / name
+    out = paths.abilities_plots(name)
     # the model's own sampler, for the completion's steps
     chain = Chain.of(Sampler(**ckpt["config"]["sampler"]), steps=cfg.completion.steps)
 
@@ -223,16 +222,18 @@ def main(argv=None):
     result["completion"] = completion(
         model, judge, test[:n], labels[:n], train, cfg.completion, chain, generator, out
     )
-    timings["completion_s"] = r4(time.perf_counter() - began)
+    timings["completion_s"] = round_figure(time.perf_counter() - began)
     began = time.perf_counter()
     n = cfg.denoise.digits
     result["denoise"] = denoising(model, judge, test[:n], labels[:n], cfg.denoise, generator, out)
-    timings["denoise_s"] = r4(time.perf_counter() - began)
+    timings["denoise_s"] = round_figure(time.perf_counter() - began)
     began = time.perf_counter()
     result["ood"] = detection(model, judge, test[: cfg.ood.digits], cfg.ood, generator, device, out)
-    timings["ood_s"] = r4(time.perf_counter() - began)
-    result.update(**timings, wall_time_s=r4(time.perf_counter() - started), device=str(device))
-    write_json(Path("metrics/abilities") / f"{name}.json", result)
+    timings["ood_s"] = round_figure(time.perf_counter() - began)
+    result.update(
+        **timings, wall_time_s=round_figure(time.perf_counter() - started), device=str(device)
+    )
+    write_json(paths.abilities_record(name), result)
     c, o = result["completion"], result["ood"]
     print(
         f"abilities {name} in {result['wall_time_s']:.1f} s: completion accuracy "

@@ -22,12 +22,11 @@ before it started; the committed ones come back with
 and `dvc repro` rebuilds the rest.
 """
 
-from pathlib import Path
-
+from ebm import paths
 from ebm.params import SCALES, load_params
 from ebm.stage import run_stage
 
-OUT = Path("checks/params.ok")
+OUT = paths.PARAMS_OK
 
 
 def main():

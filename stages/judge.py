@@ -13,19 +13,19 @@ density, coverage, recognisable, typical, ...; see ebm.quality) and the noise ce
 
 import time
 
+from ebm import paths
 from ebm.controls import EXPECTED, control_sets, meets
 from ebm.data import load_digits, to_unit_range
-from ebm.io import write_json
+from ebm.io import rounded, write_json
 from ebm.judge import accuracy, save_judge, train_judge
 from ebm.labels import judge_examples
 from ebm.params import load_params
-from ebm.quality import real_line, reference, rounded, score
+from ebm.quality import real_line, reference, score
 from ebm.runtime import pick_device
 from ebm.stage import run_stage
 
-CHECKPOINT = "checkpoints/judge/judge.pt"
-METRICS = "metrics/judge.json"
-LABELS = "labels"  # samples a person read; the judge trains on their calibration part
+CHECKPOINT, METRICS = paths.JUDGE, paths.JUDGE_RECORD
+LABELS = paths.LABELS  # samples a person read; the judge trains on their calibration part
 CONTROL_FIGURES = (
     "recognisable",
     "typical",

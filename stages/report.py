@@ -4,7 +4,8 @@
 
 Writes report/index.html (self-contained: every image is embedded as a data URI, so the
 file opens from disk anywhere) and report/index.md (its Markdown twin, whose images point
-at the PNG files by relative path), plus the figures this stage draws (report/fig_*.png).
+at the PNG files by relative path). It draws no curve of its own: the curves are dvc.yaml's
+plots, which `dvc plots show` draws with every step overlaid, and the report names them.
 
 Also writes metrics/headline.json: each step's verdict and the figures that decide it, the
 one metrics file DVC declares, so that `dvc exp show` and `dvc metrics show` print the journey.
@@ -29,6 +30,7 @@ only assembles the page: ebm/report/ reads the outputs, draws the figures and wr
 
 import sys
 
+from ebm import paths
 from ebm.io import write_json, write_text
 from ebm.report.journey import experiment_section, journey_cards, summary_section
 from ebm.report.outputs import Run
@@ -43,20 +45,18 @@ from ebm.report.results import (
 from ebm.stage import run_stage
 from ebm.verdicts import headline
 
-HEADLINE = "metrics/headline.json"
+HEADLINE = paths.HEADLINE
 
 
 def main():
     run = Run()
     OUT.mkdir(parents=True, exist_ok=True)
-    for old in OUT.glob("fig_*.png"):
-        old.unlink()
 
     doc = Doc("Training an energy-based model on MNIST: the journey, reproduced")
     doc.para(
         f"EBM-MNIST-Journey, the original journey, trains an energy-based model on MNIST in five "
         f"experiments and then draws digits with a 20,000-step chain. This page reproduces it at "
-        f"scale {run.scale}: every number, curve and picture comes from this pipeline's own "
+        f"scale {run.scale}: every number and picture comes from this pipeline's own "
         f"outputs (metrics/, plots/); "
         f'"not run" '
         f"marks a stage whose output is missing. The original journey's words are quoted as its "

@@ -16,13 +16,12 @@ The run itself (model, buffer, one iteration, the checkpoint) is `ebm.training.E
 
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ebm import distributed
+from ebm import distributed, paths
 from ebm.checkpoint import save_checkpoint
 from ebm.config import LongRun
 from ebm.data import content_hash, load_digits, to_unit_range
@@ -84,31 +83,31 @@ def summary(history):
     return out
 
 
-def write_outputs(exp, paths, status, error=None):
+def write_outputs(exp, where, status, error=None):
     cfg = exp.cfg
-    write_csv(paths["curve"], curves(exp.history, cfg.log_every))
+    write_csv(where["curve"], curves(exp.history, cfg.log_every))
     classes = [f"class_{d}" for d in range(10)]
     write_csv(
-        paths["negatives"],
+        where["negatives"],
         pd.DataFrame(
             exp.tracked, columns=["step", "epoch", *TRACKED_FIGURES, *classes, *AGE_COLUMNS]
         ),
     )
     write_csv(
-        paths["generated"],
+        where["generated"],
         pd.DataFrame(exp.generated, columns=["step", "epoch", *GENERATED_FIGURES, *classes]),
     )
     for epoch, grid in exp.grids.items():
-        save_grid(paths["samples"] / f"samples_epoch_{epoch:03d}.png", grid)
+        save_grid(where["samples"] / f"samples_epoch_{epoch:03d}.png", grid)
     for epoch, grid in exp.generated_grids.items():
-        save_grid(paths["samples"] / f"generated_epoch_{epoch:03d}.png", grid)
+        save_grid(where["samples"] / f"generated_epoch_{epoch:03d}.png", grid)
     # Git keeps no empty folder: without a file here, a clone (or a queued experiment's workspace)
     # would see this output as deleted and rerun the stage. A grey grid stands in for no samples.
     if exp.grids:
-        (paths["samples"] / "no_samples.png").unlink(missing_ok=True)
+        (where["samples"] / "no_samples.png").unlink(missing_ok=True)
     else:
         save_grid(
-            paths["samples"] / "no_samples.png", torch.full((1, 1, 28, 28), 128, dtype=torch.uint8)
+            where["samples"] / "no_samples.png", torch.full((1, 1, 28, 28), 128, dtype=torch.uint8)
         )
     pool = cfg.pool if isinstance(cfg, LongRun) else None
     from_pool = round(pool.share * cfg.batch_size) if pool else 0
@@ -137,7 +136,7 @@ def write_outputs(exp, paths, status, error=None):
             pool_oldest_chain_steps=int(ages.max()),
             pool_median_chain_steps=int(ages.median()),
         )
-    write_json(paths["metrics"], metrics)
+    write_json(where["metrics"], metrics)
     return metrics
 
 
@@ -153,15 +152,15 @@ def train(name, params):
     images = to_unit_range(digits["x_train"])
     if cfg.train_subset:
         images = images[: cfg.train_subset]
-    paths = {
-        "checkpoints": Path("checkpoints") / name,
-        "samples": Path("plots/samples") / name,
-        "curve": Path("plots/train") / f"{name}.csv",
-        "negatives": Path("plots/negatives") / f"{name}.csv",
-        "generated": Path("plots/generated") / f"{name}.csv",
-        "metrics": Path("metrics/train") / f"{name}.json",
+    where = {
+        "checkpoints": paths.checkpoints(name),
+        "samples": paths.samples(name),
+        "curve": paths.curve(name),
+        "negatives": paths.negatives(name),
+        "generated": paths.generated(name),
+        "metrics": paths.train_record(name),
     }
-    for folder in (paths["samples"], paths["checkpoints"]):
+    for folder in (where["samples"], where["checkpoints"]):
         # DVC wants every declared output, even after an error
         folder.mkdir(parents=True, exist_ok=True)
 
@@ -170,9 +169,9 @@ def train(name, params):
     if rank == 0:
         judge = load_judge(device=device)
         ref = reference(judge, digits, TRACKED, seed=0)
-    if not exp.resume(paths["checkpoints"]) and isinstance(cfg, LongRun):
+    if not exp.resume(where["checkpoints"]) and isinstance(cfg, LongRun):
         exp.continue_from(cfg.continues)
-    own_checkpoint = paths["checkpoints"] / (
+    own_checkpoint = where["checkpoints"] / (
         "checkpoint.pt" if rank == 0 else f"checkpoint_rank{rank}.pt"
     )
     total = (len(images) // cfg.batch_size) * cfg.epochs
@@ -196,7 +195,7 @@ def train(name, params):
                         exp.generate(judge, ref)
                 save_checkpoint(own_checkpoint, exp.checkpoint())
                 if rank == 0:
-                    write_outputs(exp, paths, "running")
+                    write_outputs(exp, where, "running")
         except Diverged as err:
             status, error = "diverged", f"epoch {exp.epoch + 1}: {err}"
             print(
@@ -210,7 +209,7 @@ def train(name, params):
             print(f"train: {name} raised its expected error: {error}", file=sys.stderr)
     # this run saved no epoch: a checkpoint still there is another config's
     if exp.epoch == 0 and rank == 0:
-        for stale in sorted(paths["checkpoints"].glob("checkpoint*.pt")):
+        for stale in sorted(where["checkpoints"].glob("checkpoint*.pt")):
             stale.unlink()  # (evaluate would score it as this run's model)
             print(f"train: removed {stale}, made with other params", file=sys.stderr)
     if cfg.expected_error and status != "expected_error":
@@ -218,7 +217,7 @@ def train(name, params):
             f"experiment {name} declares expected_error {cfg.expected_error!r}, but training "
             f"ended with status {status!r}"
         )
-    metrics = write_outputs(exp, paths, status, error) if rank == 0 else None
+    metrics = write_outputs(exp, where, status, error) if rank == 0 else None
     distributed.barrier(world)
     distributed.finish(world)
     return metrics

@@ -3,6 +3,7 @@
 * every stage's deps cover the `ebm` modules its script imports, transitively;
 * every stage but check_params depends on check_params' output;
 * each curve overlays exactly params.yaml's experiments, in their order, then long_run.
+* every output ebm.paths names for the code is one dvc.yaml declares, and no other.
 """
 
 import re
@@ -10,6 +11,7 @@ import re
 import pytest
 import yaml
 
+from ebm import paths
 from pipeline_repo import EXPERIMENTS, ROOT
 
 DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -75,3 +77,16 @@ def test_curves_overlay_every_experiment():
     assert folders == ["plots/train"] * 7 + ["plots/negatives"] * 2 + ["plots/generated"] * 3
     for folder, curve in zip(folders, curves):
         assert list(curve["y"]) == [f"{folder}/{name}.csv" for name in [*EXPERIMENTS, "long_run"]]
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_the_code_writes_what_dvc_yaml_declares(name):
+    """ebm.paths names every output once for the code; dvc.yaml must declare the same, in order."""
+    stage = STAGES[name]
+    declared = [
+        next(iter(out)) if isinstance(out, dict) else out
+        for out in [*stage.get("outs", []), *stage.get("metrics", [])]
+    ]
+    key = {"long_run": "long_run", "abilities": "${item}"}.get(name, "${key}")
+    written = paths.OUTPUTS["train" if name == "long_run" else name](key)
+    assert [p.as_posix() for p in written] == declared

@@ -351,7 +351,21 @@ def test_generate_outputs_follow_params(generated):
         "verdict.json",
     ]
     energy = pd.read_csv(out / "energy.csv")
-    assert list(energy.columns) == ["step", "mean", "q05", "q25", "median", "q75", "q95"]
+    assert list(energy.columns) == [
+        "step",
+        "mean",
+        "q05",
+        "q25",
+        "median",
+        "q75",
+        "q95",
+        "digits_q05",
+        "digits_mean",
+        "digits_q95",
+    ]
+    # the test digits' band, one value over all steps, as the metrics file has it
+    band = energy[["digits_q05", "digits_mean", "digits_q95"]].drop_duplicates()
+    assert len(band) == 1 and band.iloc[0].is_monotonic_increasing
     assert set(SNAPSHOTS) <= set(energy["step"])
     assert (energy["q05"] <= energy["median"]).all() and (energy["median"] <= energy["q95"]).all()
     metrics = json.loads((generated / f"metrics/generate/{MODEL}.json").read_text())

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ebm import paths
 from ebm.errors import DataError  # noqa: F401  (re-exported: stages import it from here)
 from ebm.io import atomic_path
 
@@ -73,7 +74,7 @@ def save_digits(path, x_train, y_train, x_test, y_test):
     return content_hash(arrays)
 
 
-def load_digits(path="data/mnist.npz", record="metrics/data.json"):
+def load_digits(path=paths.DIGITS, record=paths.DIGITS_RECORD):
     """Load and check the digits; with `record` (when that file exists), verify the content hash."""
     path = Path(path)
     if not path.is_file():

@@ -101,3 +101,22 @@ def within_deadline(work, socket_timeout_s, deadline_s):
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+def round_figure(v, digits=4):
+    """One figure for a metrics file: a float (a numpy or torch scalar too) rounded to `digits`,
+    NaN as None and no -0.0; a list item by item; ints, strings and None as they are."""
+    if isinstance(v, list):
+        return [round_figure(x, digits) for x in v]
+    if hasattr(v, "item") and not isinstance(v, (int, float)):  # numpy, torch
+        v = v.item()
+    if isinstance(v, float):
+        return None if v != v else round(v, digits) + 0.0
+    return v
+
+
+def rounded(figures, digits=4, drop_missing=False):
+    """A dict of figures, each `round_figure`d; drop_missing: without those that are None or
+    NaN."""
+    out = {k: round_figure(v, digits) for k, v in figures.items()}
+    return {k: v for k, v in out.items() if v is not None} if drop_missing else out

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ebm import paths
 from ebm.checkpoint import load_checkpoint, save_checkpoint
 from ebm.non_digits import non_digits
 
@@ -164,7 +165,7 @@ def save_judge(path, model):
     )
 
 
-def load_judge(path="checkpoints/judge/judge.pt", device="cpu"):
+def load_judge(path=paths.JUDGE, device="cpu"):
     """The trained judge in eval mode, its parameters frozen; run `dvc repro judge` first."""
     from pathlib import Path
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ebm import paths
 from ebm.io import TooLate, within_deadline
 
 TPR = 0.95  # FPR is read where this share of the digits is accepted
@@ -102,7 +103,7 @@ def read_idx_images(path):
     return np.frombuffer(raw, np.uint8, offset=16).reshape(n, rows, cols).copy()
 
 
-def fashion_mnist(cfg, root="data/fashion_mnist"):
+def fashion_mnist(cfg, root=paths.FASHION):
     """(uint8 (N, 28, 28) test images, where they came from) or (None, why not): the local copy at
     cfg.path when set, else torchvision's download of the test split (cfg.download), within
     cfg.download_timeout_s per connection and ten times that in all."""

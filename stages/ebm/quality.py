@@ -319,17 +319,3 @@ def real_line(ref):
         "fld_ceiling": ref.fld_ceiling,
         **{f"test_{k}": v for k, v in ref.test_pixels.items()},
     }
-
-
-def rounded(figures, digits=4):
-    """A score's floats rounded for a metrics file (lists too); ints and None as they are."""
-
-    def one(v):
-        if isinstance(v, float):
-            # NaN (no figure) -> null; + 0.0: no -0.0
-            return None if v != v else round(v, digits) + 0.0
-        if isinstance(v, list):
-            return [one(x) for x in v]
-        return v
-
-    return {k: one(v) for k, v in figures.items()}

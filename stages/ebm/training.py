@@ -13,19 +13,19 @@ import math
 import sys
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 import torch
 
-from ebm import distributed
+from ebm import distributed, paths
 from ebm.buffer import ChainPool, ReplayBuffer
 from ebm.checkpoint import load_checkpoint, retrain
 from ebm.config import LongRun
 from ebm.graphs import chain_runner
 from ebm.images import to_uint8
+from ebm.io import rounded
 from ebm.model import EnergyNet, average_weights
 from ebm.objective import contrastive_loss, improved_cd_terms
-from ebm.quality import rounded, score
+from ebm.quality import score
 from ebm.runtime import place, rng_state, seed_everything, set_rng_state
 from ebm.sampler import Chain, fast_input_grad, langevin
 
@@ -167,7 +167,7 @@ class Experiment:
     # ---- one iteration and one epoch -------------------------------------------------
     def continue_from(self, name):
         """Start from another experiment's trained model and replay buffer (long_run)."""
-        folder = Path("checkpoints") / name
+        folder = paths.checkpoints(name)
         source = load_checkpoint(folder / "checkpoint.pt", self.device, retrain(folder))
         self.net.load_state_dict(source["model"])
         self.buffer.load_state_dict(source["buffer"])

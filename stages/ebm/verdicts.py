@@ -28,7 +28,9 @@ and a few numbers for the headline (metrics/headline.json, what `dvc exp show` p
 from dataclasses import dataclass, field
 
 # the generation's own rule; its "diverse" is exp 5's too
+from ebm import paths
 from ebm.generation import MIN_CLASSES, MIN_ENTROPY
+from ebm.io import rounded
 
 AGREES, DISAGREES, NOT_AT_SCALE, NOT_RUN = (
     "agrees",
@@ -153,7 +155,7 @@ def agreement(run, name):
         return generation_agreement(run, name[1])
     train = run.trains.get(name)
     if train is None:
-        return Verdict(NOT_RUN, f"metrics/train/{name}.json is missing")
+        return Verdict(NOT_RUN, f"{paths.train_record(name)} is missing")
     status, error = train.get("status"), train.get("error") or ""
     if name == "initial_attempt":
         ok = status == "expected_error" and EXPECTED_ERROR in error
@@ -176,7 +178,7 @@ def agreement(run, name):
     checks = Checks()
     fresh, real = run.quality(name, "fresh") or {}, run.real(name)
     loss, e_pos, e_neg = train.get("final_loss"), train.get("final_e_pos"), train.get("final_e_neg")
-    source = f"metrics/eval/{name}.json"
+    source = str(paths.eval_record(name))
     if name == "loss_collapse":
         checks.need("loss", loss, lambda v: within(v, -1, 0.05), key="loss")
         checks.need("E_pos", e_pos, lambda v: within(v, -1, 0.25))
@@ -215,7 +217,7 @@ def agreement(run, name):
         if name == LONG_RUN:
             frame = run.generated(name)
             fresh = frame.iloc[-1].to_dict() if frame is not None and len(frame) else {}
-            source = f"plots/generated/{name}.csv"
+            source = str(paths.generated(name))
         checks.need(
             "read classes' entropy",
             fresh.get("recognised_entropy"),
@@ -297,7 +299,7 @@ def mode_collapse_agreement(run):
 def generation_agreement(run, model):
     gen = run.gens.get(model)
     if gen is None:
-        return Verdict(NOT_RUN, f"metrics/generate/{model}.json is missing")
+        return Verdict(NOT_RUN, f"{paths.generate_record(model)} is missing")
     verdict = gen.get("verdict") or {}
     checks = verdict.get("checks") or {}
     snaps = gen.get("snapshots") or {}
@@ -320,7 +322,7 @@ def generation_agreement(run, model):
     if not checks:
         return Verdict(
             NOT_RUN,
-            f"metrics/generate/{model}.json has no verdict checks",
+            f"{paths.generate_record(model)} has no verdict checks",
             figures,
             headline=headline,
         )
@@ -344,21 +346,16 @@ def headline(run, steps, models):
     out = {}
     for number, name in enumerate(steps, 1):
         verdict = agreement(run, name)
-        out[f"{number}_{name}"] = {"verdict": verdict.word, **rounded(verdict.headline)}
+        out[f"{number}_{name}"] = {
+            "verdict": verdict.word,
+            **rounded(verdict.headline, 3, drop_missing=True),
+        }
     final = models[-1] if models else None
     if final:
         verdict = agreement(run, (GENERATE, final))
         out[f"{len(steps) + 1}_{GENERATE}"] = {
             "verdict": verdict.word,
             "model": final,
-            **rounded(verdict.headline),
+            **rounded(verdict.headline, 3, drop_missing=True),
         }
     return out
-
-
-def rounded(figures):
-    return {
-        k: (round(v, 3) + 0.0 if isinstance(v, float) and v == v else v)
-        for k, v in figures.items()
-        if v is not None and not (isinstance(v, float) and v != v)
-    }

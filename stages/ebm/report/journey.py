@@ -1,17 +1,10 @@
 """The report's first part: the journey's cards, the summary, the controls, one section per step."""
 
 import re
-from pathlib import Path
 
+from ebm import paths
 from ebm.claims import CLAIMS, RULES
 from ebm.labels import reading_of_grid
-from ebm.report.figures import (
-    GENERATED_COLUMNS,
-    classes_figure,
-    curves_figure,
-    generated_figure,
-    negatives_figure,
-)
 from ebm.report.outputs import config_diff, fmt, read_csv
 from ebm.verdicts import (
     AGREES,
@@ -24,6 +17,17 @@ from ebm.verdicts import (
     classes_named,
 )
 
+GENERATED_COLUMNS = [
+    "recognisable",
+    "recognised_entropy",
+    "top2_share",
+    "noise_share",
+    "blob_share",
+    "energy",
+]
+# The curves are dvc.yaml's plots, drawn by `dvc plots show` with every step overlaid: the report
+# names them beside the figures it tabulates and draws none itself.
+CURVES = "`dvc plots show` draws {what} for every step, overlaid ({where})"
 EVAL_FIGURES = [
     "recognisable",
     "recognised_entropy",
@@ -114,7 +118,7 @@ def journey_cards(doc, run):
     final = run.final_model()
     for model in run.models:
         gen = run.gens.get(model) or {}
-        grid = Path(f"plots/generate/{model}/hq_samples_k{gen.get('steps')}.png")
+        grid = paths.generate_plots(model) / f"hq_samples_k{gen.get('steps')}.png"
         note = (
             "the original journey's claim is judged here"
             if model == final
@@ -214,18 +218,21 @@ def training_block(doc, run, name, cfg_epochs):
         ["term", "final", "last 10%"],
         [[label, train.get(f"final_{k}"), train.get(f"last10pct_{k}")] for k, label in TERMS],
     )
-    frame = read_csv(f"plots/train/{name}.csv")
+    frame = read_csv(paths.curve(name))
     if frame is not None and len(frame):
-        doc.image(curves_figure(name, frame), f"{name}: loss and energy curves")
+        doc.para(
+            "Curves: "
+            + CURVES.format(
+                what="the loss, both energies, the regulariser, R1, the gradient norm and the "
+                "learning rate",
+                where=paths.curve(name),
+            )
+            + "."
+        )
     else:
         doc.para("no curve: the run logged no iterations.")
     negatives = run.negatives(name)
     if negatives is not None:
-        doc.image(
-            negatives_figure(name, negatives, (run.judge or {}).get("real") or {}),
-            f"{name}: class entropy, coverage and recognisable of the latest training negatives "
-            f"per epoch",
-        )
         last, real = negatives.iloc[-1], (run.judge or {}).get("real") or {}
         # The judge's real line is scored at its own N (the test split's size), which need not be
         # the number of negatives tracked; coverage grows with N, so the N is named rather than
@@ -235,14 +242,22 @@ def training_block(doc, run, name, cfg_epochs):
             f"{fmt(float(last['class_entropy']), 3)}, coverage {fmt(float(last['coverage']), 3)}, "
             f"modes covered {int(last['modes_covered'])}; real digits (the judge's line, N = "
             f"{fmt(real.get('n'))}): {fmt(real.get('class_entropy'), 3)}, "
-            f"{fmt(real.get('coverage'), 3)}, {fmt(real.get('modes_covered'))}."
+            f"{fmt(real.get('coverage'), 3)}, {fmt(real.get('modes_covered'))}. "
+            + CURVES.format(
+                what="the negatives' class entropy and coverage per epoch",
+                where=paths.negatives(name),
+            )
+            + "."
         )
     generated = run.generated(name)
     if generated is not None:
         doc.heading(3, "Generated samples during training", anchor=f"{name}-generated")
-        doc.image(
-            generated_figure(name, generated),
-            f"{name}: the generated samples' figures per sample epoch",
+        doc.para(
+            CURVES.format(
+                what="the figures below (recognisable, the top-2 share, the blob share)",
+                where=paths.generated(name),
+            )
+            + "."
         )
         doc.table(
             ["iteration", "epoch", *GENERATED_COLUMNS, "dominant classes"],
@@ -307,14 +322,24 @@ def evaluation_block(doc, run, name):
         f"trained replay buffer; real = {fmt(real.get('n'))} real train digits scored the same way "
         f"(energy: the test digits' mean energy)."
     )
-    classes = read_csv(f"plots/eval/{name}_classes.csv")
+    classes = read_csv(paths.eval_classes(name))
     if (
         classes is not None
         and "class" in classes
         and classes.drop(columns="class").notna().any().any()
     ):
-        doc.image(classes_figure(name, classes), f"{name}: classes the judge sees")
-    for grid in sorted(Path(f"plots/eval/{name}").glob("*.png")):
+        doc.table(
+            ["class", *[c for c in classes.columns if c != "class"]],
+            [
+                [int(r["class"]), *[fmt(r[c], 3) for c in classes.columns if c != "class"]]
+                for r in classes.to_dict("records")
+            ],
+        )
+        doc.para(
+            f"The classes the judge sees (share of samples, coverage per class): "
+            f"{paths.eval_classes(name)}, which `dvc plots show` draws as bars."
+        )
+    for grid in sorted(paths.eval_grids(name).glob("*.png")):
         doc.image(grid, f"{name}: evaluation samples ({grid.stem})")
 
 

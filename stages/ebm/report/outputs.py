@@ -8,16 +8,17 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from ebm import paths
 from ebm.judge import load_judge
 from ebm.labels import load_labelled
 from ebm.params import load_params
 from ebm.verdicts import LONG_RUN
 from ebm.verdicts import fmt as verdicts_fmt
 
-JUDGE = "checkpoints/judge/judge.pt"
+JUDGE = paths.JUDGE
 
 
-LABELS = "labels"
+LABELS = paths.LABELS
 
 
 def read_json(path):
@@ -67,13 +68,11 @@ class Run:
         self.experiments = list(self.params.experiments)  # YAML order
         self.models = list(self.params.generate.chains)  # generated models, in order
         self.long_run_cfg = self._long_run_params()
-        self.trains = {
-            n: read_json(f"metrics/train/{n}.json") for n in self.experiments + [LONG_RUN]
-        }
-        self.evals = {n: read_json(f"metrics/eval/{n}.json") for n in self.experiments}
-        self.gens = {m: read_json(f"metrics/generate/{m}.json") for m in self.models}
-        self.judge = read_json("metrics/judge.json")
-        self.data = read_json("metrics/data.json")
+        self.trains = {n: read_json(paths.train_record(n)) for n in self.experiments + [LONG_RUN]}
+        self.evals = {n: read_json(paths.eval_record(n)) for n in self.experiments}
+        self.gens = {m: read_json(paths.generate_record(m)) for m in self.models}
+        self.judge = read_json(paths.JUDGE_RECORD)
+        self.data = read_json(paths.DIGITS_RECORD)
         self.has_long_run = self.long_run_cfg is not None or self.trains[LONG_RUN] is not None
         # the committed run's grids read by eye, and the judge to score the same tiles beside them
         labelled = Path(LABELS) / "committed" / "labels.csv"
@@ -106,18 +105,18 @@ class Run:
         return (self.evals.get(name) or {}).get("real") or (self.judge or {}).get("real") or {}
 
     def negatives(self, name):
-        frame = read_csv(f"plots/negatives/{name}.csv")
+        frame = read_csv(paths.negatives(name))
         return frame if frame is not None and len(frame) else None
 
     def generated(self, name):
         """The generated samples' figures at every sample epoch (plots/generated/<name>.csv)."""
-        frame = read_csv(f"plots/generated/{name}.csv")
+        frame = read_csv(paths.generated(name))
         return frame if frame is not None and len(frame) else None
 
     def last_grid(self, name, kind="samples"):
         """The last grid of training negatives (kind "samples") or of generated samples
         ("generated")."""
-        grids = sorted(Path(f"plots/samples/{name}").glob(f"{kind}_epoch_*.png"))
+        grids = sorted(paths.samples(name).glob(f"{kind}_epoch_*.png"))
         return grids[-1] if grids else None
 
     def final_model(self):

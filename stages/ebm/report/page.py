@@ -6,10 +6,11 @@ import os
 import re
 from pathlib import Path
 
+from ebm import paths
 from ebm.report.outputs import fmt
 from ebm.verdicts import AGREES, DISAGREES, NOT_AT_SCALE, NOT_RUN
 
-OUT = Path("report")
+OUT = paths.REPORT
 
 
 WORD_CLASS = {AGREES: "agrees", DISAGREES: "disagrees", NOT_AT_SCALE: "scale", NOT_RUN: "notrun"}

@@ -3,9 +3,9 @@
 import platform
 from pathlib import Path
 
+from ebm import paths
 from ebm.claims import CLAIMS, RULES
 from ebm.params import ParamsError, load_params
-from ebm.report.figures import energy_figure
 from ebm.report.journey import gen_anchor
 from ebm.report.outputs import fmt, read_csv, read_json, stage_records
 from ebm.verdicts import GENERATE, agreement
@@ -88,7 +88,7 @@ def generation_section(doc, run, model):
     if gen is None:
         doc.para(f"not run: metrics/generate/{model}.json is missing.")
         return
-    folder = Path("plots/generate") / model
+    folder = paths.generate_plots(model)
     # the full one: rules, summary
     verdict = read_json(folder / "verdict.json") or gen.get("verdict") or {}
     doc.para(f"Verdict: {verdict.get('summary') or verdict.get('verdict', 'missing')}")
@@ -111,11 +111,11 @@ def generation_section(doc, run, model):
         )
     snaps = gen.get("snapshots") or {}
     real = gen.get("real") or {}
-    energy = read_csv(folder / "energy.csv")
-    if energy is not None and len(energy):
-        doc.image(
-            energy_figure(model, energy, [int(s) for s in snaps], real),
-            f"{model}: energy of the chains over the steps, beside the test digits' own",
+    if (folder / "energy.csv").is_file():
+        doc.para(
+            f"The chains' energy over the steps, beside the test digits' band: `dvc plots show "
+            f"{folder}/energy.csv`. The test digits' mean energy is {fmt(real.get('energy_mean'))} "
+            f"(5-95%: {fmt(real.get('energy_q05'))} to {fmt(real.get('energy_q95'))})."
         )
     doc.heading(3, "Figures over the steps", anchor=f"{gen_anchor(model)}-metrics")
     rows = [
@@ -189,7 +189,7 @@ def abilities_headline(models):
     the near sets, and completion of the lower half beside the mean-image and nearest-digit
     baselines."""
     model = models[-1] if models else None
-    record = read_json(f"metrics/abilities/{model}.json") if model else None
+    record = read_json(paths.abilities_record(model)) if model else None
     if not record:
         return {}
     ood, lower = record.get("ood") or {}, (record.get("completion") or {}).get("lower_half") or {}
@@ -232,12 +232,12 @@ def abilities_section(doc):
         "true labels; MSE is over the hidden pixels, on the [-1, 1] scale."
     )
     for model in models:
-        record = read_json(f"metrics/abilities/{model}.json")
+        record = read_json(paths.abilities_record(model))
         doc.heading(3, f"{model}", anchor=f"abilities-{model}")
         if record is None:
             doc.para(f"not run: metrics/abilities/{model}.json is missing.")
             continue
-        folder, comp = Path("plots/abilities") / model, record.get("completion") or {}
+        folder, comp = paths.abilities_plots(model), record.get("completion") or {}
         regions = [k for k, v in comp.items() if isinstance(v, dict)]
         ways = ("ebm", "background", "mean", "nearest")
         doc.table(
