@@ -36,6 +36,7 @@ from ebm.report.journey import experiment_section, journey_cards, summary_sectio
 from ebm.report.outputs import Run
 from ebm.report.page import OUT, Doc
 from ebm.report.results import (
+    seeds_section,
     abilities_headline,
     controls_section,
     abilities_section,
@@ -70,9 +71,10 @@ def main():
     for model in run.models:
         generation_section(doc, run, model)
     abilities_section(doc)
+    line = headline(run, run.steps(), run.models)
+    seeds_section(doc, line, run.params.train.seed)
     provenance_section(doc, run)
     page, markdown = doc.render()
-    line = headline(run, run.steps(), run.models)
     abilities = abilities_headline(run.params.abilities.models)
     if abilities:
         line[f"{len(line) + 1}_abilities"] = abilities

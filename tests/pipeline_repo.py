@@ -114,6 +114,7 @@ def make_repo(where, edit=tiny_params):
     for name in [
         "stages",
         "labels",
+        "seeds",
         "dvc.yaml",
         "params.yaml",
         ".dvcignore",

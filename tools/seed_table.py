@@ -1,12 +1,15 @@
 """The generation's figures per training seed, as a Markdown table (docs/experiments.md).
 
-Usage: python tools/seed_table.py [NAME ...]
+Usage: python tools/seed_table.py [--verdicts seeds/verdicts.csv] [NAME ...]
 Each NAME is a DVC experiment (`dvc exp run --queue -n seed44 -S train.seed=44`, then
 `dvc queue start`), read from its git ref; `workspace` reads the files on disk. One row per
 experiment and generating model: classes read and read entropy at steps 1,000 / 5,000 /
 20,000, what the drift checks keep from step 1,000, read at 20,000 and the checks failed.
+--verdicts also writes every step's verdict per run (metrics/headline.json) to a CSV, the small
+committed file the report reads to say on how many seeds each claim holds.
 """
 
+import csv
 import json
 import subprocess
 import sys
@@ -56,8 +59,24 @@ def row(name, model):
     ]
 
 
+def verdicts(name):
+    """Every step's verdict in experiment `name`, from its metrics/headline.json."""
+    headline = json.loads(read(name, "metrics/headline.json"))
+    row = {"run": name, "train_seed": yaml.safe_load(read(name, "params.yaml"))["train"]["seed"]}
+    row.update({k.split("_", 1)[1]: v["verdict"] for k, v in headline.items() if v.get("verdict")})
+    return row
+
+
 def main():
-    names = sys.argv[1:] or ["workspace"]
+    args = sys.argv[1:]
+    if args[:1] == ["--verdicts"]:
+        out, args = args[1], args[2:]
+        rows = [verdicts(name) for name in args or ["workspace"]]
+        with open(out, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    names = args or ["workspace"]
     header = [
         "run",
         "train.seed",

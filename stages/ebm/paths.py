@@ -16,6 +16,7 @@ JUDGE_RECORD = Path("metrics/judge.json")
 LABELS = Path("labels")  # samples a person read (calibration, held_out, committed)
 REPORT = Path("report")
 HEADLINE = Path("metrics/headline.json")  # the one declared DVC metric: each step's verdict
+SEEDS = Path("seeds/verdicts.csv")  # every step's verdict on other seeds (tools/seed_table.py)
 
 
 def checkpoints(name):
