@@ -36,13 +36,13 @@ from ebm.report.journey import experiment_section, journey_cards, summary_sectio
 from ebm.report.outputs import Run
 from ebm.report.page import OUT, Doc
 from ebm.report.results import (
-    seeds_section,
     abilities_headline,
     controls_section,
     abilities_section,
     generation_section,
     provenance_section,
 )
+from ebm.report.seeds import seeds_section
 from ebm.stage import run_stage
 from ebm.verdicts import headline
 

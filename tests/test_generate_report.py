@@ -785,7 +785,7 @@ def test_report_markdown_and_wording(reported):
 def test_the_report_counts_the_seeds_each_claim_holds_on(tmp_path, monkeypatch):
     """The other seeds' verdicts (seeds/verdicts.csv) beside this run's, without the committed
     run's own row; a step a seed did not record counts as not run."""
-    from ebm.report.results import seeds_section
+    from ebm.report.seeds import seeds_section
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "seeds").mkdir()
