@@ -64,6 +64,12 @@ def verdicts(name):
     headline = json.loads(read(name, "metrics/headline.json"))
     row = {"run": name, "train_seed": yaml.safe_load(read(name, "params.yaml"))["train"]["seed"]}
     row.update({k.split("_", 1)[1]: v["verdict"] for k, v in headline.items() if v.get("verdict")})
+    model = next((v["model"] for v in headline.values() if v.get("model")), None)
+    if model and row.get("generation"):  # which of the generation's checks failed, if any did
+        checks = json.loads(read(name, f"metrics/generate/{model}.json"))["verdict"]["checks"]
+        failed = [k for k, c in checks.items() if not c["passed"]]
+        if failed:
+            row["generation"] += f" ({', '.join(failed)} failed)"
     return row
 
 
