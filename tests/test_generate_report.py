@@ -804,7 +804,8 @@ def test_the_report_counts_the_seeds_each_claim_holds_on(tmp_path, monkeypatch):
         def table(self, header, rows):
             tables.append((header, rows))
 
-    line = {f"{i}_{s}": {"verdict": "agrees"} for i, s in enumerate(STEPS_SEEN, 1)}
+    steps = ["initial_attempt", "loss_collapse", "generation"]
+    line = {f"{i}_{s}": {"verdict": "agrees"} for i, s in enumerate(steps, 1)}
     seeds_section(Doc(), line, 42)
     header, rows = tables[0]
     assert header == [
@@ -819,6 +820,3 @@ def test_the_report_counts_the_seeds_each_claim_holds_on(tmp_path, monkeypatch):
         ["loss_collapse", "agrees", "not run", "not run", "1 of 3"],
         ["generation", "agrees", "agrees", "not run", "2 of 3"],
     ]
-
-
-STEPS_SEEN = ["initial_attempt", "loss_collapse", "generation"]
