@@ -1,4 +1,4 @@
-"""Train the judge: a LeNet-5 classifier on the data stage's train split.
+"""Train the judges: LeNet-5 classifiers on the data stage's train split, read together.
 
     python stages/judge.py          # what `dvc repro judge` runs, from the repository root
 
@@ -17,7 +17,7 @@ from ebm import paths
 from ebm.controls import EXPECTED, control_sets, meets
 from ebm.data import load_digits, to_unit_range
 from ebm.io import rounded, write_json
-from ebm.judge import accuracy, save_judge, train_judge
+from ebm.judge import accuracy, save_judge, train_judges
 from ebm.labels import judge_examples
 from ebm.params import load_params
 from ebm.quality import real_line, reference, score
@@ -58,14 +58,15 @@ def main():
     x_train, x_test = to_unit_range(digits["x_train"]), to_unit_range(digits["x_test"])
 
     started = time.perf_counter()
-    judge = train_judge(
+    judge = train_judges(
         x_train,
         digits["y_train"],
         cfg.seed,
-        cfg.epochs,
-        cfg.batch_size,
-        cfg.lr,
-        device,
+        cfg.members,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        device=device,
         max_shift=cfg.max_shift,
         non_digit_ratio=cfg.non_digits,
         read_by_eye=judge_examples(LABELS) if cfg.read_by_eye else None,

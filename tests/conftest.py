@@ -25,18 +25,19 @@ def judge(digits):
     import yaml
 
     from ebm.data import to_unit_range
-    from ebm.judge import train_judge
+    from ebm.judge import train_judges
     from ebm.labels import judge_examples
     from pipeline_repo import ROOT
 
     cfg = yaml.safe_load((ROOT / "params.yaml").read_text())["judge"]
-    return train_judge(
+    return train_judges(
         to_unit_range(digits["x_train"]),
         digits["y_train"],
         cfg["seed"],
-        cfg["epochs"],
-        cfg["batch_size"],
-        cfg["lr"],
+        cfg["members"],
+        epochs=cfg["epochs"],
+        batch_size=cfg["batch_size"],
+        lr=cfg["lr"],
         max_shift=cfg["max_shift"],
         non_digit_ratio=cfg["non_digits"],
         read_by_eye=judge_examples(ROOT / "labels") if cfg["read_by_eye"] else None,

@@ -19,7 +19,7 @@ import yaml
 from ebm.buffer import ReplayBuffer
 from ebm.controls import EXPECTED
 from ebm.data import DataError, save_digits, to_unit_range
-from ebm.judge import LeNet5, accuracy, load_judge, save_judge, train_judge
+from ebm.judge import Judges, LeNet5, accuracy, load_judge, save_judge, train_judge
 from ebm.model import EnergyNet
 from ebm.quality import (
     RealSet,
@@ -79,6 +79,20 @@ def test_judge_save_load_round_trip(tmp_path, judge):
     assert torch.equal(loaded(x), judge(x))
     with pytest.raises(DataError, match="dvc repro judge"):
         load_judge(tmp_path / "missing.pt")
+
+
+def test_judges_read_by_their_mean_probabilities(tmp_path, judge):
+    other = LeNet5()  # untrained: its probabilities differ from the judge's
+    judges = Judges([judge, other]).eval()
+    x = torch.rand(5, 1, 28, 28) * 2 - 1
+    with torch.no_grad():
+        mean = (torch.softmax(judge(x), 1) + torch.softmax(other(x), 1)) / 2
+        assert torch.allclose(torch.softmax(judges(x), 1), mean, atol=1e-6)
+        assert torch.equal(judges.features(x), judge.features(x))  # the first member embeds
+        save_judge(tmp_path / "judges.pt", judges)
+        assert torch.allclose(load_judge(tmp_path / "judges.pt")(x), judges(x))
+    # one member reads as that judge alone: its own logits
+    assert torch.equal(Judges([judge])(x), judge(x))
 
 
 def test_train_judge_is_seeded_and_leaves_the_global_rng_alone(digits):
@@ -247,7 +261,7 @@ def test_reference_repeats_and_caps_the_real_line_at_the_train_size(digits, judg
 PARAMS = """scale: cpu
 device: cpu
 judge: {seed: 0, epochs: 3, batch_size: 64, lr: 3.0e-3, non_digits: 0.25, max_shift: 0, \
-read_by_eye: 4}
+read_by_eye: 4, members: 2}
 evaluate: {seed: 1, num_samples: 64, fresh_steps: 3, batch_size: 40}
 """
 
@@ -293,7 +307,8 @@ def test_judge_stage_writes_its_checkpoint_and_metrics(workdir):
         controls["uniform noise"]["noise_share"] == 1
         and controls["blurred blobs"]["blob_share"] >= 0.95
     )
-    assert isinstance(load_judge(), LeNet5)
+    judges = load_judge()
+    assert isinstance(judges, Judges) and len(judges.members) == 2
 
 
 def test_evaluate_without_a_checkpoint_writes_no_model(workdir):

@@ -129,6 +129,7 @@ class Judge:
     non_digits: float = leaf(non_negative())  # "not a digit" images per training digit
     max_shift: int = leaf(Field(int, lo=0, hi=4))  # pixels a training image may be shifted by
     read_by_eye: int = leaf(Field(int, lo=0))  # labelled EBM samples per batch (0: none)
+    members: int = leaf(Field(int, lo=1, hi=9))  # judges read by their mean probability
 
 
 @frozen

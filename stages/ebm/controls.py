@@ -61,8 +61,8 @@ def control_sets(x_test, y_test, n=500, seed=0):
     }
 
 
-# The known answer per control: figure -> (">=" | "<=", bound). recognisable: the judge is at
-# least 0.9 sure of one digit (a person would read it); noise_share, blob_share: ebm.shapes;
+# The known answer per control: figure -> (">=" | "<=", bound). recognisable: the judges are at
+# least 0.7 sure of one digit (a person would read it); noise_share, blob_share: ebm.shapes;
 # top2_share: the two commonest classes' share of the recognisable images, "only one or two
 # types of digits" at 0.75 or more (ebm.verdicts COLLAPSED).
 EXPECTED = {

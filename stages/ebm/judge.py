@@ -1,4 +1,4 @@
-"""The judge: a LeNet-5 that reads digits and says "not a digit", scoring samples (`ebm.quality`).
+"""The judge: LeNet-5s that read digits and say "not a digit", scoring samples (`ebm.quality`).
 
 Trained on the data stage's train split, never its test split. Ten of its eleven classes are
 the digits; the eleventh, NOT_A_DIGIT, is trained on synthetic images that are no digit
@@ -7,8 +7,11 @@ A ten-class classifier must call everything some digit, and it does so confident
 reads 99% of real test digits was at least 0.9 sure of 22% of +-1 speckle and 61% of
 sharp-edged blobs. With the eleventh class it can say no. The digits are augmented with small
 shifts and, as the EBM's chains often draw them, thickened strokes and pixels at +-1, so that
-bold or saturated digits still read as digits. Its 84-d penultimate activations (`features`)
-embed samples for the Frechet distance, the MNIST analogue of FID.
+bold or saturated digits still read as digits. Several such judges, trained alike from
+consecutive seeds, read a sample by their mean probability (`Judges`): one judge is sure of
+blotchy textures that another calls no digit, and their mean is sure only where they agree
+(docs/labelling.md). The first judge's 84-d penultimate activations (`features`) embed samples
+for the Frechet distance, the MNIST analogue of FID.
 """
 
 import torch
@@ -46,6 +49,24 @@ class LeNet5(nn.Module):
 
     def forward(self, x):
         return self.fc3(self.features(x))
+
+
+class Judges(nn.Module):
+    """LeNet5 members read together: `forward` gives the log of their mean softmax (a member's
+    own logits when there is one), `features` the first member's embedding."""
+
+    def __init__(self, members):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def features(self, x):
+        return self.members[0].features(x)
+
+    def forward(self, x):
+        if len(self.members) == 1:
+            return self.members[0](x)
+        probs = torch.stack([torch.softmax(m(x), dim=1) for m in self.members]).mean(0)
+        return probs.log()
 
 
 def _shift(x, max_shift, generator):
@@ -146,6 +167,13 @@ def train_judge(
     return model.float().eval()
 
 
+def train_judges(x_train, y_train, seed, members, **training):
+    """`members` judges trained as `train_judge` trains one, from seeds seed, seed + 1, ..."""
+    return Judges(
+        [train_judge(x_train, y_train, seed + i, **training) for i in range(members)]
+    ).eval()
+
+
 @torch.no_grad()
 def accuracy(model, x, y, batch_size=1000):
     device = next(model.parameters()).device
@@ -159,14 +187,15 @@ def accuracy(model, x, y, batch_size=1000):
     return correct / len(x)
 
 
-def save_judge(path, model):
-    save_checkpoint(
-        path, {"arch": "LeNet5", "model": {k: v.cpu() for k, v in model.state_dict().items()}}
-    )
+def save_judge(path, judges):
+    """judges: a `Judges` or a single LeNet5 (saved as a one-member `Judges`)."""
+    members = judges.members if isinstance(judges, Judges) else [judges]
+    states = [{k: v.cpu() for k, v in m.state_dict().items()} for m in members]
+    save_checkpoint(path, {"arch": "LeNet5", "members": states})
 
 
 def load_judge(path=paths.JUDGE, device="cpu"):
-    """The trained judge in eval mode, its parameters frozen; run `dvc repro judge` first."""
+    """The trained `Judges` in eval mode, parameters frozen; run `dvc repro judge` first."""
     from pathlib import Path
 
     from ebm.data import DataError
@@ -176,6 +205,9 @@ def load_judge(path=paths.JUDGE, device="cpu"):
             f"{path}: the judge is missing; run `dvc repro judge` (or `python stages/judge.py`)"
         )
     state = load_checkpoint(path, device, "rebuild it: `dvc repro -f judge`")
-    model = LeNet5().to(device)
-    model.load_state_dict(state["model"])
-    return model.eval().requires_grad_(False)
+    members = []
+    for weights in state.get("members") or [state["model"]]:  # "model": a one-judge file
+        member = LeNet5()
+        member.load_state_dict(weights)
+        members.append(member)
+    return Judges(members).to(device).eval().requires_grad_(False)

@@ -7,6 +7,7 @@ from pathlib import Path
 from ebm import paths
 from ebm.claims import CLAIMS, RULES
 from ebm.params import ParamsError, load_params
+from ebm.quality import RECOGNISABLE
 from ebm.report.journey import gen_anchor
 from ebm.report.outputs import fmt, read_csv, read_json, stage_records
 from ebm.verdicts import GENERATE, agreement
@@ -41,9 +42,9 @@ def controls_section(doc, run):
     doc.heading(2, "How to read the figures", anchor="how-to-read")
     doc.para(
         "Every figure a verdict reads was first run on control sets whose answer a person knows "
-        "(ebm.controls; tests/test_controls.py holds the answers). recognisable: the judge, a "
-        "LeNet-5 with an eleventh class "
-        'for "not a digit", is at least 0.9 sure of one digit, i.e. a person would read it. '
+        "(ebm.controls; tests/test_controls.py holds the answers). recognisable: the judges, "
+        'three LeNet-5s with an eleventh class for "not a digit" read by their mean probability, '
+        f"are at least {RECOGNISABLE} sure of one digit, i.e. a person would read it. "
         "typical: recognisable and inside the k-NN ball of a real digit (Kynkaanniemi et al. "
         "2019), which real digits themselves pass only about half the time: it measures how "
         "typical of MNIST's strokes a sample is, and no verdict reads it. top2_share: the two "
