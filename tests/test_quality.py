@@ -95,6 +95,18 @@ def test_judges_read_by_their_mean_probabilities(tmp_path, judge):
     assert torch.equal(Judges([judge])(x), judge(x))
 
 
+def test_loading_judges_draws_from_the_global_rng_as_loading_one(tmp_path, judge):
+    """The training stages load the judge after seeding: its member count must not move them."""
+    save_judge(tmp_path / "one.pt", judge)
+    save_judge(tmp_path / "three.pt", Judges([judge, judge, judge]))
+    after = []
+    for name in ("one.pt", "three.pt"):
+        torch.manual_seed(11)
+        load_judge(tmp_path / name)
+        after.append(torch.rand(3))
+    assert torch.equal(after[0], after[1])
+
+
 def test_train_judge_is_seeded_and_leaves_the_global_rng_alone(digits):
     x, y = to_unit_range(digits["x_train"][:256]), digits["y_train"][:256]
     torch.manual_seed(123)

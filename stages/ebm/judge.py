@@ -205,9 +205,13 @@ def load_judge(path=paths.JUDGE, device="cpu"):
             f"{path}: the judge is missing; run `dvc repro judge` (or `python stages/judge.py`)"
         )
     state = load_checkpoint(path, device, "rebuild it: `dvc repro -f judge`")
-    members = []
-    for weights in state.get("members") or [state["model"]]:  # "model": a one-judge file
-        member = LeNet5()
-        member.load_state_dict(weights)
-        members.append(member)
+    weights = state.get("members") or [state["model"]]  # "model": a file of one judge
+    # The first member's init draws from the global RNG, as the one judge always did: the
+    # training stages load the judge after seeding, so those draws are part of every run's
+    # trajectory. The others draw nothing, so the number of judges leaves the runs as they are.
+    members = [LeNet5()]
+    with torch.random.fork_rng(devices=[]):
+        members += [LeNet5() for _ in weights[1:]]
+    for member, member_weights in zip(members, weights):
+        member.load_state_dict(member_weights)
     return Judges(members).to(device).eval().requires_grad_(False)

@@ -81,13 +81,16 @@ def load_labelled(root="labels", parts=PARTS):
     return tiles, labels.assign(kind=labels["label"].map(kind_of))
 
 
-def judge_examples(root="labels", part="calibration"):
+def judge_examples(root="labels", part="calibration", runs=None):
     """The part's tiles as the judge trains on them: (x float64 (N, 1, 28, 28) in [-1, 1], y) with
     y the digit a person read, or NOT_A_DIGIT for every tile not read (unclear ones included:
-    the judge's "read" means as sure as a person's)."""
+    the judge's "read" means as sure as a person's). runs: only these runs' tiles."""
     from ebm.judge import NOT_A_DIGIT
 
     tiles, labels = load_labelled(root, parts=(part,))
+    if runs is not None:
+        keep = labels["run"].isin(runs).to_numpy()
+        tiles, labels = tiles[keep], labels[keep]
     read = labels["kind"] == "digit"
     y = np.where(read, labels["label"].where(read, "0").astype(int), NOT_A_DIGIT)
     return to_unit_range(tiles).double(), torch.as_tensor(y)
