@@ -50,7 +50,11 @@ def controls_section(doc, run):
         "typical of MNIST's strokes a sample is, and no verdict reads it. top2_share: the two "
         "commonest classes' share of the recognisable samples (collapse at 0.5). noise_share and "
         "blob_share: ebm.shapes, from the pixels alone. density and coverage: Naeem et al. 2020, "
-        "in the judge's features."
+        "in the judge's features. The judges and the shape tests were then fitted to samples "
+        "of other training runs that a person read tile by tile (docs/labelling.md): a judge "
+        "calibrated on synthetic controls alone had read exp 3's fuzzy blobs as 9s and 4s and "
+        "exp 5's scrawls as digits. Each card below shows the person's reading of the "
+        "committed grid beside the figures; no tile of this run tuned them."
     )
     controls = (run.judge or {}).get("controls")
     if not controls:
