@@ -42,8 +42,8 @@ def test_the_set_is_split_by_run_and_large_enough(labelled):
 
 # Measured once, after the method was fixed on the calibration part (docs/labelling.md): the
 # per-tile agreement holds on the held-out part, the per-grid shares do not yet (read and noise
-# are off by up to 0.31 and 0.94 on eight of twelve grids). strict: the day they all hold, this
-# fails and the mark must go.
+# are off by up to 0.25 and 0.94 on six of twelve grids, three judges at 0.7). strict: the day
+# they all hold, this fails and the mark must go.
 @pytest.mark.xfail(strict=True, reason="issue 32: held-out per-grid shares not yet within 0.1")
 def test_each_held_out_grid_share_is_near_the_persons(held_out):
     per_grid, _ = held_out
@@ -61,5 +61,15 @@ def test_each_held_out_grid_share_is_near_the_persons(held_out):
 
 def test_held_out_tiles_agree_with_the_person(held_out):
     _, per_tile = held_out
+    assert per_tile["read_agreement"] >= TILE_AGREEMENT, per_tile
+    assert per_tile["class_agreement"] >= TILE_AGREEMENT, per_tile
+
+
+def test_the_committed_runs_tiles_agree_with_the_person(labelled, judge):
+    """The second held-out set: the committed run's own final grids, read by eye after the
+    figures were fixed (0.917 and 0.923 when the three judges were chosen)."""
+    tiles, labels = labelled
+    keep = (labels["part"] == "committed").to_numpy()
+    _, per_tile = agreement(labels[keep], figures_of(judge, tiles[keep]))
     assert per_tile["read_agreement"] >= TILE_AGREEMENT, per_tile
     assert per_tile["class_agreement"] >= TILE_AGREEMENT, per_tile
