@@ -12,7 +12,7 @@ chose from it.
 
 import ebm.quality
 from ebm.data import load_digits, to_unit_range
-from ebm.judge import Judges, train_judge
+from ebm.judge import Judges, train_judges
 from ebm.labels import GRID_SHARE_TOLERANCE, agreement, figures_of, judge_examples, load_labelled
 from ebm.params import load_params
 from ebm.quality import embed
@@ -23,21 +23,19 @@ THRESHOLDS = (0.7, 0.8, 0.9)
 
 def fold_judges(digits, cfg, train_runs):
     """The first max(MEMBERS) judges trained on the labelled tiles of `train_runs`."""
-    return [
-        train_judge(
-            to_unit_range(digits["x_train"]),
-            digits["y_train"],
-            cfg.seed + i,
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            max_shift=cfg.max_shift,
-            non_digit_ratio=cfg.non_digits,
-            read_by_eye=judge_examples(runs=train_runs),
-            read_by_eye_per_batch=cfg.read_by_eye,
-        )
-        for i in range(max(MEMBERS))
-    ]
+    return train_judges(
+        to_unit_range(digits["x_train"]),
+        digits["y_train"],
+        cfg.seed,
+        max(MEMBERS),
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        max_shift=cfg.max_shift,
+        non_digit_ratio=cfg.non_digits,
+        read_by_eye=judge_examples(runs=train_runs),
+        read_by_eye_per_batch=cfg.read_by_eye,
+    ).members
 
 
 def main():

@@ -50,6 +50,11 @@ class LeNet5(nn.Module):
     def forward(self, x):
         return self.fc3(self.features(x))
 
+    def read(self, x):
+        """(features, logits) from one pass."""
+        features = self.features(x)
+        return features, self.fc3(features)
+
 
 class Judges(nn.Module):
     """LeNet5 members read together: `forward` gives the log of their mean softmax (a member's
@@ -63,10 +68,16 @@ class Judges(nn.Module):
         return self.members[0].features(x)
 
     def forward(self, x):
+        return self.read(x)[1]
+
+    def read(self, x):
+        """(the first member's features, the members' log mean probability) from one pass each."""
+        features, logits = self.members[0].read(x)
         if len(self.members) == 1:
-            return self.members[0](x)
-        probs = torch.stack([torch.softmax(m(x), dim=1) for m in self.members]).mean(0)
-        return probs.log()
+            return features, logits
+        others = [torch.softmax(m(x), dim=1) for m in self.members[1:]]
+        probs = torch.stack([torch.softmax(logits, dim=1), *others]).mean(0)
+        return features, probs.log()
 
 
 def _shift(x, max_shift, generator):

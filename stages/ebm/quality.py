@@ -102,9 +102,9 @@ def embed(judge, images, batch_size=500):
     features, probs = [], []
     for start in range(0, len(images), batch_size):
         x = torch.as_tensor(images[start : start + batch_size]).to(device, torch.float32)
-        f = judge.features(x)
+        f, logits = judge.read(x)
         features.append(f.double().cpu())
-        probs.append(torch.softmax(judge(x).double(), dim=1)[:, :10].cpu())
+        probs.append(torch.softmax(logits.double(), dim=1)[:, :10].cpu())
     if not features:
         return np.zeros((0, 84)), np.zeros((0, 10))
     return torch.cat(features).numpy(), torch.cat(probs).numpy()
