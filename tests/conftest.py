@@ -18,19 +18,25 @@ def digits():
     return _load("data").fetch_bundled(test_fraction=0.2, seed=0)
 
 
-@pytest.fixture(scope="session")
-def judge(digits):
+# The judge's training, started at collection (`pytest_collection_modifyitems`) when a chosen
+# test asks for it: a function that waits for it and returns the judges.
+_judges_training = None
+
+
+def _start_training_the_judge():
     """The judge stage's judge, trained as it trains it (params.yaml `judge`, the calibration part
-    of labels/; about two minutes on 2 cores), shared by test_controls and test_labels."""
+    of labels/), its members side by side in processes of their own."""
     import yaml
 
     from ebm.data import to_unit_range
-    from ebm.judge import train_judges
+    from ebm.judge import start_training_judges
     from ebm.labels import judge_examples
     from pipeline_repo import ROOT
+    from test_quality import _load
 
+    digits = _load("data").fetch_bundled(test_fraction=0.2, seed=0)
     cfg = yaml.safe_load((ROOT / "params.yaml").read_text())["judge"]
-    return train_judges(
+    return start_training_judges(
         to_unit_range(digits["x_train"]),
         digits["y_train"],
         cfg["seed"],
@@ -43,3 +49,21 @@ def judge(digits):
         read_by_eye=judge_examples(ROOT / "labels") if cfg["read_by_eye"] else None,
         read_by_eye_per_batch=cfg["read_by_eye"],
     )
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests that use the judge go last, and its training starts now: it takes a few minutes
+    of CPU, and the end-to-end tests before them leave a core idle most of the time (their
+    stages run on one thread)."""
+    global _judges_training
+    judged = [item for item in items if "judge" in getattr(item, "fixturenames", ())]
+    if judged:
+        items[:] = [item for item in items if item not in judged] + judged
+        _judges_training = _start_training_the_judge()
+
+
+@pytest.fixture(scope="session")
+def judge():
+    """The judge stage's judge (`_start_training_the_judge`), shared by test_controls,
+    test_labels and test_quality."""
+    return _judges_training()

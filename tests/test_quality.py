@@ -19,7 +19,7 @@ import yaml
 from ebm.buffer import ReplayBuffer
 from ebm.controls import EXPECTED
 from ebm.data import DataError, save_digits, to_unit_range
-from ebm.judge import Judges, LeNet5, accuracy, load_judge, save_judge, train_judge
+from ebm.judge import Judges, LeNet5, accuracy, load_judge, save_judge, train_judge, train_judges
 from ebm.model import EnergyNet
 from ebm.quality import (
     RealSet,
@@ -114,6 +114,20 @@ def test_train_judge_is_seeded_and_leaves_the_global_rng_alone(digits):
     a, b = (train_judge(x, y, seed=5, epochs=1, batch_size=64, lr=1e-3) for _ in range(2))
     assert torch.equal(torch.get_rng_state(), before)
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_judges_trained_side_by_side_equal_judges_trained_in_turn(digits):
+    x, y = to_unit_range(digits["x_train"][:256]), digits["y_train"][:256]
+    training = dict(epochs=1, batch_size=64, lr=1e-3, non_digit_ratio=0.05)
+    torch.manual_seed(7)
+    in_turn = train_judges(x, y, 3, 2, parallel=False, **training)
+    state = torch.get_rng_state()
+    torch.manual_seed(7)
+    side_by_side = train_judges(x, y, 3, 2, parallel=True, **training)
+    assert torch.equal(torch.get_rng_state(), state)  # both leave the global RNG alike
+    pairs = zip(in_turn.state_dict().values(), side_by_side.state_dict().values())
+    assert all(torch.equal(p, q) for p, q in pairs)
+    assert not side_by_side.training
 
 
 # ---- the metrics ---------------------------------------------------------------------
