@@ -18,9 +18,9 @@ def digits():
     return _load("data").fetch_bundled(test_fraction=0.2, seed=0)
 
 
-# The judge's training, started at collection (`pytest_collection_modifyitems`) when a chosen
-# test asks for it: a function that waits for it and returns the judges.
-_judges_training = None
+# The judge stage's judge, training since collection (`pytest_collection_modifyitems`) when a
+# chosen test asks for it: a JudgesTraining, or the error that stopped its start.
+_training = None
 
 
 def _start_training_the_judge():
@@ -51,19 +51,31 @@ def _start_training_the_judge():
     )
 
 
+@pytest.hookimpl(trylast=True)  # after -k, -m and --deselect have chosen the tests
 def pytest_collection_modifyitems(config, items):
-    """The tests that use the judge go last, and its training starts now: it takes a few minutes
-    of CPU, and the end-to-end tests before them leave a core idle most of the time (their
-    stages run on one thread)."""
-    global _judges_training
-    judged = [item for item in items if "judge" in getattr(item, "fixturenames", ())]
-    if judged:
+    """The tests that use the stage's judge go last, and its training starts now: it takes a few
+    minutes of CPU, and the end-to-end tests before them leave a core idle most of the time
+    (their stages run on one thread)."""
+    global _training
+    judged = [item for item in items if "stage_judge" in getattr(item, "fixturenames", ())]
+    if judged and not config.option.collectonly:
         items[:] = [item for item in items if item not in judged] + judged
-        _judges_training = _start_training_the_judge()
+        try:
+            _training = _start_training_the_judge()
+        except Exception as error:  # raised by the fixture: the judge's tests fail, not the run
+            _training = error
+
+
+def pytest_unconfigure(config):
+    """A run that ends before its judge is trained (interrupted, or failed first) stops it."""
+    if _training is not None and not isinstance(_training, Exception):
+        _training.cancel()
 
 
 @pytest.fixture(scope="session")
-def judge():
-    """The judge stage's judge (`_start_training_the_judge`), shared by test_controls,
-    test_labels and test_quality."""
-    return _judges_training()
+def stage_judge():
+    """The judge stage's judge (`_start_training_the_judge`), shared by test_controls and
+    test_labels (test_quality's unit tests train a small one of their own)."""
+    if isinstance(_training, Exception):
+        raise _training
+    return _training.result()

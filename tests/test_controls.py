@@ -17,15 +17,16 @@ from ebm.non_digits import non_digits
 from ebm.quality import RECOGNISABLE, class_metrics, embed
 from ebm.shapes import is_blob, is_noise, isolated_share, kinds, roughness, shape_figures, thickness
 
-# `digits` and `judge` (the judge stage's judge, trained as it trains it) come from conftest.py
+# `digits` and `stage_judge` (the judge stage's judge, trained as it trains it) come from
+# conftest.py
 
 
 @pytest.fixture(scope="module")
-def table(digits, judge):
+def table(digits, stage_judge):
     """control -> figures, for 500 images of each, drawn with a seed the judge never saw."""
     out = {}
     for name, images in control_sets(digits["x_test"], digits["y_test"], n=500, seed=12345).items():
-        _, probs = embed(judge, images)
+        _, probs = embed(stage_judge, images)
         out[name] = {
             "recognisable": float((probs.max(1) >= RECOGNISABLE).mean()),
             **class_metrics(probs),
@@ -63,7 +64,8 @@ def test_every_requirement_of_the_issue_is_a_control():
     assert required <= {(name, k) for name, rules in EXPECTED.items() for k in rules}
 
 
-def test_the_judge_says_not_a_digit_and_reads_digits(digits, judge):
+def test_the_judge_says_not_a_digit_and_reads_digits(digits, stage_judge):
+    judge = stage_judge
     x = to_unit_range(digits["x_test"][:200])
     assert (judge(x).argmax(1) < NOT_A_DIGIT).float().mean() > 0.95
     others = non_digits(200, torch.Generator().manual_seed(99))

@@ -26,10 +26,10 @@ def labelled():
 
 
 @pytest.fixture(scope="module")
-def held_out(labelled, judge):
+def held_out(labelled, stage_judge):
     tiles, labels = labelled
     keep = (labels["part"] == "held_out").to_numpy()
-    return agreement(labels[keep], figures_of(judge, tiles[keep]))
+    return agreement(labels[keep], figures_of(stage_judge, tiles[keep]))
 
 
 def test_the_set_is_split_by_run_and_large_enough(labelled):
@@ -65,11 +65,11 @@ def test_held_out_tiles_agree_with_the_person(held_out):
     assert per_tile["class_agreement"] >= TILE_AGREEMENT, per_tile
 
 
-def test_the_committed_runs_tiles_agree_with_the_person(labelled, judge):
+def test_the_committed_runs_tiles_agree_with_the_person(labelled, stage_judge):
     """The second held-out set: the committed run's own final grids, read by eye after the
-    figures were fixed (0.917 and 0.923 when the three judges were chosen)."""
+    figures were fixed (0.891 and 0.923 since seed 44 joined the calibration part)."""
     tiles, labels = labelled
     keep = (labels["part"] == "committed").to_numpy()
-    _, per_tile = agreement(labels[keep], figures_of(judge, tiles[keep]))
+    _, per_tile = agreement(labels[keep], figures_of(stage_judge, tiles[keep]))
     assert per_tile["read_agreement"] >= TILE_AGREEMENT, per_tile
     assert per_tile["class_agreement"] >= TILE_AGREEMENT, per_tile

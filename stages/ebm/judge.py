@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from ebm import paths
 from ebm.checkpoint import load_checkpoint, save_checkpoint
 from ebm.non_digits import non_digits
+from ebm.runtime import cpu_cores
 
 
 NOT_A_DIGIT = 10  # the eleventh class
@@ -185,41 +186,56 @@ def _train_one(args):
     return train_judge(x_train, y_train, seed, **training).state_dict()
 
 
-def start_training_judges(x_train, y_train, seed, members, **training):
-    """Start `members` judges training side by side on the CPU, each in a process of its own on
-    one thread, as `train_judges` trains them; returns a function that waits for them and gives
-    the `Judges`. The caller may go on meanwhile (the test suite does: its judge trains on the
-    core the tiny pipelines leave idle)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+class JudgesTraining:
+    """Judges training side by side on the CPU, each in a process of its own on one thread, as
+    `train_judges` trains them (`start_training_judges`). `result()` waits for them and gives the
+    `Judges`; `cancel()` stops the workers (a test run that ends before it needs them)."""
 
-    # spawn, not fork: a forked copy of a process that has run OpenMP threads can hang
-    pool = ProcessPoolExecutor(members, mp_context=multiprocessing.get_context("spawn"))
-    jobs = [pool.submit(_train_one, (x_train, y_train, seed + i, training)) for i in range(members)]
-    pool.shutdown(wait=False)
+    def __init__(self, x_train, y_train, seed, members, **training):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-    def judges():
+        # spawn, not fork: a forked copy of a process that has run OpenMP threads can hang
+        self.pool = ProcessPoolExecutor(members, mp_context=multiprocessing.get_context("spawn"))
+        self.jobs = [
+            self.pool.submit(_train_one, (x_train, y_train, seed + i, training))
+            for i in range(members)
+        ]
+
+    def result(self):
         trained = []
-        for job in jobs:
+        for job in self.jobs:
             with torch.random.fork_rng(devices=[]):  # the global RNG as a serial run leaves it
                 model = LeNet5()
             model.load_state_dict(job.result())
             trained.append(model.eval())
+        self.pool.shutdown()
         return Judges(trained).eval()
 
-    return judges
+    def cancel(self):
+        workers = list((self.pool._processes or {}).values())  # before shutdown forgets them
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.terminate()
+
+
+def start_training_judges(x_train, y_train, seed, members, **training):
+    """Start `members` judges training side by side (`JudgesTraining`): the caller may go on
+    meanwhile (the test suite does: its judge trains on the core the tiny pipelines leave idle)."""
+    return JudgesTraining(x_train, y_train, seed, members, **training)
 
 
 def train_judges(x_train, y_train, seed, members, parallel=True, **training):
     """`members` judges trained as `train_judge` trains one, from seeds seed, seed + 1, ...
 
-    parallel: on a CPU with more than one thread, side by side (`start_training_judges`). A
+    parallel: on a CPU with more than one core, side by side (`start_training_judges`). A
     LeNet-5 batch is too small to keep two threads busy (2 cores: 1.3x the speed of one), so
     members side by side finish sooner. Each member draws only from its own generator and
     trains in float64, so the weights are the same either way (tests/test_quality.py)."""
     on_cpu = torch.device(training.get("device", "cpu")).type == "cpu"
-    if parallel and on_cpu and members > 1 and torch.get_num_threads() > 1:
-        return start_training_judges(x_train, y_train, seed, members, **training)()
+    # cores, not torch's thread count: the stages set that to one (ebm.runtime.pick_device)
+    if parallel and on_cpu and members > 1 and cpu_cores() > 1:
+        return start_training_judges(x_train, y_train, seed, members, **training).result()
     return Judges(
         [train_judge(x_train, y_train, seed + i, **training) for i in range(members)]
     ).eval()
