@@ -26,5 +26,7 @@ def seeds_section(doc, line, seed):
         f"The other training seeds are DVC experiments of this pipeline with only `train.seed` "
         f"changed (`dvc exp run --queue -S train.seed=N`), their verdicts collected into "
         f"{paths.SEEDS} by `python tools/seed_table.py --verdicts {paths.SEEDS} workspace "
-        f"<experiments>` (docs/experiments.md); they are not part of `dvc repro`."
+        f"<experiments>` (docs/experiments.md); they are not part of `dvc repro`. Each was "
+        f"judged by the judge and shape tests of the commit it ran at, which may be older than "
+        f"this run's: a seed's verdict can move when they change, as this run's did."
     )
