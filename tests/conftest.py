@@ -29,14 +29,14 @@ def _start_training_the_judge():
     import yaml
 
     from ebm.data import to_unit_range
-    from ebm.judge import start_training_judges
+    from ebm.judge import JudgesTraining
     from ebm.labels import judge_examples
     from pipeline_repo import ROOT
     from test_quality import _load
 
     digits = _load("data").fetch_bundled(test_fraction=0.2, seed=0)
     cfg = yaml.safe_load((ROOT / "params.yaml").read_text())["judge"]
-    return start_training_judges(
+    return JudgesTraining(
         to_unit_range(digits["x_train"]),
         digits["y_train"],
         cfg["seed"],

@@ -25,7 +25,7 @@ from ebm.judge import (
     accuracy,
     load_judge,
     save_judge,
-    start_training_judges,
+    JudgesTraining,
     train_judge,
     train_judges,
 )
@@ -132,7 +132,7 @@ def test_judges_trained_side_by_side_equal_judges_trained_in_turn(digits):
     in_turn = train_judges(x, y, 3, 2, parallel=False, **training)
     state = torch.get_rng_state()
     torch.manual_seed(7)
-    side_by_side = start_training_judges(x, y, 3, 2, **training).result()
+    side_by_side = JudgesTraining(x, y, 3, 2, **training).result()
     assert torch.equal(torch.get_rng_state(), state)  # both leave the global RNG alike
     pairs = zip(in_turn.state_dict().values(), side_by_side.state_dict().values())
     assert all(torch.equal(p, q) for p, q in pairs)

@@ -188,8 +188,9 @@ def _train_one(args):
 
 class JudgesTraining:
     """Judges training side by side on the CPU, each in a process of its own on one thread, as
-    `train_judges` trains them (`start_training_judges`). `result()` waits for them and gives the
-    `Judges`; `cancel()` stops the workers (a test run that ends before it needs them)."""
+    `train_judges` trains them. The caller may go on meanwhile (the test suite does: its judge
+    trains on the core the tiny pipelines leave idle); `result()` waits for them and gives the
+    `Judges`, `cancel()` stops the workers (a test run that ends before it needs them)."""
 
     def __init__(self, x_train, y_train, seed, members, **training):
         import multiprocessing
@@ -219,23 +220,17 @@ class JudgesTraining:
             worker.terminate()
 
 
-def start_training_judges(x_train, y_train, seed, members, **training):
-    """Start `members` judges training side by side (`JudgesTraining`): the caller may go on
-    meanwhile (the test suite does: its judge trains on the core the tiny pipelines leave idle)."""
-    return JudgesTraining(x_train, y_train, seed, members, **training)
-
-
 def train_judges(x_train, y_train, seed, members, parallel=True, **training):
     """`members` judges trained as `train_judge` trains one, from seeds seed, seed + 1, ...
 
-    parallel: on a CPU with more than one core, side by side (`start_training_judges`). A
+    parallel: on a CPU with more than one core, side by side (`JudgesTraining`). A
     LeNet-5 batch is too small to keep two threads busy (2 cores: 1.3x the speed of one), so
     members side by side finish sooner. Each member draws only from its own generator and
     trains in float64, so the weights are the same either way (tests/test_quality.py)."""
     on_cpu = torch.device(training.get("device", "cpu")).type == "cpu"
     # cores, not torch's thread count: the stages set that to one (ebm.runtime.pick_device)
     if parallel and on_cpu and members > 1 and cpu_cores() > 1:
-        return start_training_judges(x_train, y_train, seed, members, **training).result()
+        return JudgesTraining(x_train, y_train, seed, members, **training).result()
     return Judges(
         [train_judge(x_train, y_train, seed + i, **training) for i in range(members)]
     ).eval()

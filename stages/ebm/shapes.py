@@ -58,8 +58,10 @@ BLOB_AREA = 0.9
 SOLID_SIGMA = 1.0  # pixels: the closing that fills dithered holes
 
 
-def ink_mask(images):
-    return (torch.as_tensor(images).float()[:, 0] > 0).cpu().numpy()
+def ink_mask(images, above=0.0):
+    """(N, H, W) pixels brighter than `above`: the ink (above mid-grey), or with VISIBLE what a
+    person sees."""
+    return (torch.as_tensor(images).float()[:, 0] > above).cpu().numpy()
 
 
 def roughness(images):
@@ -68,10 +70,6 @@ def roughness(images):
     across = (x[..., :, 1:] - x[..., :, :-1]).abs().mean((1, 2, 3))
     down = (x[..., 1:, :] - x[..., :-1, :]).abs().mean((1, 2, 3))
     return ((across + down) / 2).numpy()
-
-
-def visible_mask(images):
-    return (torch.as_tensor(images).float()[:, 0] > VISIBLE).cpu().numpy()
 
 
 def isolated_share(images, masks=None):
@@ -119,7 +117,7 @@ def kinds(images, probs=None):
     probs = np.zeros((n, 10)) if probs is None else np.asarray(probs)
     read = probs.max(1) >= RECOGNISABLE
     not_a_digit = 1 - probs.sum(1) > probs.max(1)  # the eleventh class is the likeliest
-    visible = visible_mask(images)
+    visible = ink_mask(images, above=VISIBLE)
     speck = visible.sum((1, 2)) <= SPECK_INK
     isolated = np.maximum(isolated_share(images), isolated_share(images, visible))
     noise = ~speck & ((isolated >= NOISE_ISOLATED) | (roughness(images) >= NOISE_ROUGHNESS))
